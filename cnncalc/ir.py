@@ -1,0 +1,102 @@
+"""The IR: a frozen, topologically ordered DAG of operator nodes.
+
+Tensors are named by the node that produces them; the graph input has its own name.
+Shapes inside are NCHW per sample, (C, H, W) or (F,); users see HxWxC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import CnnCalcError
+from .ops.base import Op, Shape, numel
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "int8": 1, "float64": 8}
+
+
+@dataclass(frozen=True)
+class Node:
+    """One operator application; `inputs` name the tensors it reads (activations only)."""
+
+    name: str
+    op: Op
+    inputs: tuple[str, ...]
+    label: str = ""  # the spec text of the item, e.g. "3x3x32x64(p=1)"
+    pos: int | None = None  # offset of that text in the spec
+    block: str = ""  # enclosing block path for display, e.g. "res2/main"
+    implicit: bool = False  # inserted by cnncalc, e.g. the Flatten before an FC on an image
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A whole network: input, nodes in topological order, one output."""
+
+    name: str
+    input_shape: Shape
+    nodes: tuple[Node, ...]
+    output: str
+    input_name: str = "input"
+    text: str = ""  # the spec text the graph was built from
+    dtype: str = "float32"
+    batch: int = 1
+    description: str = ""
+    shapes: dict[str, Shape] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPE_BYTES:
+            raise CnnCalcError(f"unknown dtype {self.dtype!r}", hint=f"use one of {', '.join(DTYPE_BYTES)}")
+        if self.batch < 1:
+            raise CnnCalcError(f"batch must be at least 1, got {self.batch}")
+        known = {self.input_name}
+        for node in self.nodes:
+            if node.name in known:
+                raise CnnCalcError(f"two tensors are named {node.name!r}")
+            missing = [name for name in node.inputs if name not in known]
+            if missing:
+                raise CnnCalcError(f"node {node.name!r} reads {missing} before they are computed")
+            known.add(node.name)
+        if self.output not in known:
+            raise CnnCalcError(f"graph output {self.output!r} is not computed by any node")
+        if not self.shapes:
+            object.__setattr__(self, "shapes", infer_shapes(self))
+
+    @property
+    def dtype_bytes(self) -> int:
+        return DTYPE_BYTES[self.dtype]
+
+    def node(self, name: str) -> Node:
+        """The node that produces tensor `name`."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def last_use(self) -> dict[str, int]:
+        """For each tensor, the index of the last node that reads it (the output lives to the end)."""
+        last: dict[str, int] = {self.input_name: -1}
+        for index, node in enumerate(self.nodes):
+            last.setdefault(node.name, index)
+            for name in node.inputs:
+                last[name] = index
+        last[self.output] = len(self.nodes)
+        return last
+
+
+def infer_shapes(graph: Graph) -> dict[str, Shape]:
+    """Per-sample shape of every tensor, asking each op."""
+    shapes: dict[str, Shape] = {graph.input_name: tuple(graph.input_shape)}
+    for node in graph.nodes:
+        shapes[node.name] = node.op.output_shape([shapes[name] for name in node.inputs])
+    return shapes
+
+
+def show_shape(shape: Shape) -> str:
+    """HxWxC as users write it; a vector of F shows as 1x1xF."""
+    return "x".join(str(d) for d in to_hwc(shape))
+
+
+def to_hwc(shape: Shape) -> list[int]:
+    """(C, H, W) -> [H, W, C]; (F,) -> [1, 1, F]."""
+    if len(shape) == 3:
+        return [shape[1], shape[2], shape[0]]
+    return [1, 1, numel(shape)]

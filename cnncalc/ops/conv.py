@@ -1,0 +1,230 @@
+"""Conv: 2-D convolution, written `KhxKwxCinxCout(p=.., s=.., d=.., g=.. | dw, b=0)` in a spec."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ShapeError
+from ._windows import add_windows, crop_pads, pad_images, window_view
+from .base import Example, Forward, Op, Shape, SpecArgs, WeightSpec, Window, spatial, window_out
+
+
+@dataclass(frozen=True)
+class Conv(Op):
+    """Convolution with ONNX attribute names; Cin is the full input channel count, also with groups."""
+
+    kernel_shape: tuple[int, int]
+    in_channels: int
+    out_channels: int
+    strides: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
+    dilations: tuple[int, int] = (1, 1)
+    group: int = 1
+    bias: bool = True
+
+    spec_names = ("Conv",)
+    cost_class = "conv"
+
+    # ---- construction --------------------------------------------------------
+    @classmethod
+    def from_spec(cls, args: SpecArgs, in_shapes: list[Shape]) -> Op:
+        kh, kw, cin, cout = args.dims
+        stride = args.int("s", "stride", default=1, minimum=1)
+        dilation = args.int("d", "dilation", default=1, minimum=1)
+        group = cin if args.flag("dw", "depthwise") else args.int("g", "groups", "group", default=1, minimum=1)
+        bias = bool(args.int("b", "bias", default=1))
+        padding = args.raw("p", "pad", "padding")
+        pads = (0, 0, 0, 0)
+        if padding is not None:
+            value, index = padding
+            if value.lower() == "same":
+                pads = same_pads(in_shapes[0], (kh, kw), (stride, stride), (dilation, dilation))
+            else:
+                try:
+                    p = int(value)
+                except ValueError:
+                    raise args.error(index, f"padding p={value!r} is not a whole number or 'same'",
+                                     hint="write p=1 or p=same") from None
+                if p < 0:
+                    raise args.error(index, f"padding p={p} is negative", hint="write p=0 or more")
+                pads = (p, p, p, p)
+        if "bias" in args.defaults and args.raw("b", "bias") is None:
+            bias = bool(args.defaults["bias"])
+        args.finish("Conv", "p (int or same), s, d, g or dw, b (0 or 1)")
+        if kh < 1 or kw < 1 or cin < 1 or cout < 1:
+            raise args.error(None, f"conv {kh}x{kw}x{cin}x{cout} has a zero size", hint="every size is at least 1")
+        return cls((kh, kw), cin, cout, (stride, stride), pads, (dilation, dilation), group, bias)
+
+    @classmethod
+    def from_onnx(cls, attrs: dict[str, Any], in_shapes: list[Shape], weight_shapes: list[Shape]) -> Op:
+        w = weight_shapes[0]
+        kernel = tuple(attrs.get("kernel_shape", w[2:]))
+        strides = tuple(attrs.get("strides", (1, 1)))
+        dilations = tuple(attrs.get("dilations", (1, 1)))
+        auto_pad = attrs.get("auto_pad", "NOTSET")
+        if isinstance(auto_pad, bytes):
+            auto_pad = auto_pad.decode()
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            pads = same_pads(in_shapes[0], kernel, strides, dilations, upper=auto_pad == "SAME_UPPER")  # type: ignore[arg-type]
+        else:
+            pads = tuple(attrs.get("pads", (0, 0, 0, 0)))
+        return cls(kernel, in_shapes[0][0], w[0], strides, pads, dilations,  # type: ignore[arg-type]
+                   int(attrs.get("group", 1)), len(weight_shapes) > 1)
+
+    def onnx_attributes(self) -> dict[str, Any]:
+        return {"kernel_shape": list(self.kernel_shape), "strides": list(self.strides),
+                "pads": list(self.pads), "dilations": list(self.dilations), "group": self.group}
+
+    def describe(self) -> str:
+        kh, kw = self.kernel_shape
+        options = []
+        top, left, bottom, right = self.pads
+        if self.pads != (0, 0, 0, 0):
+            options.append(f"p={top}" if len(set(self.pads)) == 1 else f"p={top},{left},{bottom},{right}")
+        if self.strides != (1, 1):
+            options.append(f"s={self.strides[0]}")
+        if self.dilations != (1, 1):
+            options.append(f"d={self.dilations[0]}")
+        if self.group == self.in_channels and self.group > 1:
+            options.append("dw")
+        elif self.group != 1:
+            options.append(f"g={self.group}")
+        if not self.bias:
+            options.append("b=0")
+        suffix = f"({','.join(options)})" if options else ""
+        return f"{kh}x{kw}x{self.in_channels}x{self.out_channels}{suffix}"
+
+    def spec_name(self) -> str:
+        return "DWConv" if self.group == self.in_channels and self.group > 1 else "Conv"
+
+    def variations(self) -> Iterator[tuple[str, Op]]:
+        """Padding changes first (cheapest to accept), then stride changes."""
+        kh = self.kernel_shape[0]
+        for p in range(0, kh + 1):
+            if (p, p, p, p) != self.pads:
+                yield f"p={p}", dataclasses.replace(self, pads=(p, p, p, p))
+        for s in (1, 2, 3, 4):
+            if (s, s) != self.strides:
+                yield f"s={s}", dataclasses.replace(self, strides=(s, s))
+        for s in (1, 2, 3, 4):
+            for p in range(0, kh + 1):
+                yield f"p={p},s={s}", dataclasses.replace(self, pads=(p, p, p, p), strides=(s, s))
+
+    # ---- analysis ------------------------------------------------------------
+    def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        c, h, w = spatial(in_shapes[0], "Conv")
+        if c != self.in_channels:
+            raise ShapeError(
+                f"conv {self.describe()} expects Cin={self.in_channels} but the incoming tensor has {c} channels",
+                hint=f"write {self.kernel_shape[0]}x{self.kernel_shape[1]}x{c}x{self.out_channels}",
+            )
+        if self.in_channels % self.group or self.out_channels % self.group:
+            raise ShapeError(
+                f"groups g={self.group} must divide Cin={self.in_channels} and Cout={self.out_channels}",
+                hint="choose g as a common divisor of both channel counts",
+            )
+        top, left, bottom, right = self.pads
+        kh_eff, kw_eff = self._effective_kernel()
+        if kh_eff > h + top + bottom or kw_eff > w + left + right:
+            raise ShapeError(
+                f"conv kernel {kh_eff}x{kw_eff} is larger than its padded input {h + top + bottom}x{w + left + right}",
+                hint="use a smaller kernel, more padding, or fewer downsampling layers before it",
+            )
+        ho = window_out(h, kh_eff, self.strides[0], top, bottom)
+        wo = window_out(w, kw_eff, self.strides[1], left, right)
+        return (self.out_channels, ho, wo)
+
+    def _effective_kernel(self) -> tuple[int, int]:
+        # k_eff = d * (k - 1) + 1
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_shape, self.dilations))  # type: ignore[return-value]
+
+    def weights(self, in_shapes: list[Shape]) -> list[WeightSpec]:
+        kh, kw = self.kernel_shape
+        specs = [WeightSpec("W", (self.out_channels, self.in_channels // self.group, kh, kw), init="he")]
+        if self.bias:
+            specs.append(WeightSpec("B", (self.out_channels,)))
+        return specs
+
+    def macs(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        # Cout * Ho * Wo outputs, each (Cin / g) * Kh * Kw multiply-accumulates
+        kh, kw = self.kernel_shape
+        cout, ho, wo = out_shape
+        return cout * ho * wo * (self.in_channels // self.group) * kh * kw
+
+    def flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        # 2 per MAC, plus one add per output for the bias
+        bias_adds = out_shape[0] * out_shape[1] * out_shape[2] if self.bias else 0
+        return 2 * self.macs(in_shapes, out_shape) + bias_adds
+
+    def window(self, in_shapes: list[Shape]) -> Window | None:
+        return Window(self._effective_kernel(), self.strides, (self.pads[0], self.pads[1]))
+
+    # ---- NumPy ---------------------------------------------------------------
+    def forward(self, inputs: list[np.ndarray], training: bool = False,
+                rng: np.random.Generator | None = None) -> Forward:
+        """im2col through a strided view, then one batched BLAS matmul over the groups."""
+        x, w = inputs[0], inputs[1]
+        n = x.shape[0]
+        _, ho, wo = self.output_shape([tuple(x.shape[1:])])
+        g, cin, cout = self.group, self.in_channels, self.out_channels
+        cg, og = cin // g, cout // g
+        kh, kw = self.kernel_shape
+        xp = pad_images(x, self.pads)
+        view = window_view(xp, self.kernel_shape, self.strides, self.dilations, (ho, wo))
+        # (N, C, Ho, Wo, kh, kw) -> (g, N*Ho*Wo, Cg*kh*kw): the one copy im2col needs
+        cols = (view.reshape(n, g, cg, ho, wo, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6)
+                .reshape(g, n * ho * wo, cg * kh * kw))
+        w_cols = w.reshape(g, og, cg * kh * kw).transpose(0, 2, 1)
+        out = np.matmul(cols, w_cols)  # (g, N*Ho*Wo, og)
+        macs = cols.shape[0] * cols.shape[1] * cols.shape[2] * w_cols.shape[2]
+        y = out.reshape(g, n, ho, wo, og).transpose(1, 0, 4, 2, 3).reshape(n, cout, ho, wo)
+        if self.bias:
+            y = y + inputs[2].reshape(1, cout, 1, 1)
+        else:
+            y = np.ascontiguousarray(y)
+        return Forward(y, cache=(cols, xp.shape), macs=macs)
+
+    def backward(self, grad_out: np.ndarray, inputs: list[np.ndarray], fwd: Forward) -> list[np.ndarray | None]:
+        x, w = inputs[0], inputs[1]
+        cols, padded_shape = fwd.cache
+        n, cout, ho, wo = grad_out.shape
+        g, cin = self.group, self.in_channels
+        cg, og = cin // g, cout // g
+        kh, kw = self.kernel_shape
+        grads = grad_out.reshape(n, g, og, ho, wo).transpose(1, 0, 3, 4, 2).reshape(g, n * ho * wo, og)
+        w_cols = w.reshape(g, og, cg * kh * kw)
+        grad_w = np.matmul(cols.transpose(0, 2, 1), grads).transpose(0, 2, 1).reshape(w.shape)
+        grad_cols = np.matmul(grads, w_cols)  # (g, N*Ho*Wo, Cg*kh*kw)
+        grad_windows = (grad_cols.reshape(g, n, ho, wo, cg, kh, kw).transpose(1, 0, 4, 2, 3, 5, 6)
+                        .reshape(n, cin, ho, wo, kh, kw))
+        grad_xp = add_windows(grad_windows, padded_shape[2:], self.strides, self.dilations)
+        result: list[np.ndarray | None] = [crop_pads(grad_xp, self.pads), grad_w]
+        if self.bias:
+            result.append(grad_out.sum(axis=(0, 2, 3)))
+        return result
+
+
+def same_pads(in_shape: Shape, kernel: tuple[int, ...], strides: tuple[int, ...], dilations: tuple[int, ...],
+              upper: bool = True) -> tuple[int, int, int, int]:
+    """Pads that give ceil(n / s) outputs per axis (TensorFlow/ONNX SAME); the odd pixel goes at the end."""
+    begins, ends = [], []
+    for size, k, s, d in zip(in_shape[1:3], kernel, strides, dilations):
+        out = -(-size // s)
+        total = max((out - 1) * s + d * (k - 1) + 1 - size, 0)
+        small, large = total // 2, total - total // 2
+        begins.append(small if upper else large)
+        ends.append(large if upper else small)
+    return (begins[0], begins[1], ends[0], ends[1])
+
+
+Conv.examples = (
+    Example(Conv((3, 3), 3, 4, pads=(1, 1, 1, 1)), ((3, 6, 6),), "3x3 same padding"),
+    Example(Conv((3, 3), 4, 6, strides=(2, 2), pads=(1, 1, 1, 1), group=2, bias=False), ((4, 7, 7),), "grouped, strided"),
+    Example(Conv((3, 3), 4, 4, dilations=(2, 2), group=4), ((4, 8, 8),), "depthwise, dilated"),
+    Example(Conv((1, 2), 2, 3, strides=(1, 2), pads=(0, 1, 0, 0)), ((2, 3, 5),), "asymmetric kernel and pads"),
+)
