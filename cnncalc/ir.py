@@ -40,6 +40,7 @@ class Graph:
     dtype: str = "float32"
     batch: int = 1
     description: str = ""
+    unsupported: tuple[str, ...] = ()  # ONNX ops skipped on import ("OpType at node_name"): totals are lower bounds
     shapes: dict[str, Shape] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:

@@ -1,0 +1,317 @@
+"""Presentation of analysis results: rich tables, JSON, CSV, Markdown.
+
+Everything here reads `NetworkReport`s and computes nothing new, so the table and
+`--format json` cannot disagree. The JSON schema is documented in docs/json-schema.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from .analysis import LayerReport, NetworkReport
+
+SCHEMA = "cnncalc.analysis/1"
+FORMATS = ("table", "json", "csv", "markdown")
+
+
+# ---- numbers for people -------------------------------------------------------
+def human_count(value: float) -> str:
+    """1234567 -> '1.23M' (SI prefixes, for MACs and FLOPs)."""
+    for factor, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.2f}{suffix}"
+    return f"{value:.0f}"
+
+
+def human_bytes(value: float) -> str:
+    """Binary units: 1536 -> '1.5 KiB'."""
+    for factor, suffix in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if abs(value) >= factor:
+            return f"{value / factor:.1f} {suffix}"
+    return f"{value:.0f} B"
+
+
+def human_ms(seconds: float) -> str:
+    """Seconds shown as milliseconds with sensible precision."""
+    ms = seconds * 1e3
+    return f"{ms:.3f}" if ms < 1 else f"{ms:.2f}" if ms < 100 else f"{ms:.0f}"
+
+
+def shape_text(hwc: Sequence[int]) -> str:
+    """[H, W, C] -> 'HxWxC'."""
+    return "x".join(str(d) for d in hwc)
+
+
+def _field_text(layer: LayerReport) -> str:
+    rf = layer.receptive_field
+    size = str(rf.size[0]) if rf.size[0] == rf.size[1] else f"{rf.size[0]}x{rf.size[1]}"
+    jump = str(rf.jump[0]) if rf.jump[0] == rf.jump[1] else f"{rf.jump[0]}x{rf.jump[1]}"
+    return f"{size}/{jump}"
+
+
+# ---- JSON ----------------------------------------------------------------------
+def layer_json(layer: LayerReport, report: NetworkReport) -> dict[str, Any]:
+    """One layer's figures as JSON."""
+    rf = layer.receptive_field
+    entry: dict[str, Any] = {
+        "index": layer.index, "name": layer.name, "op": layer.op, "op_type": layer.op_type,
+        "label": layer.label, "block": layer.block, "inputs": list(layer.inputs), "output": layer.output,
+        "params": layer.params, "trainable_params": layer.trainable_params, "state_params": layer.state_params,
+        "macs": layer.macs, "flops": layer.flops, "activation_bytes": layer.activation_bytes,
+        "weight_bytes": layer.weight_bytes,
+        "receptive_field": max(rf.size), "receptive_field_hw": list(rf.size),
+        "effective_stride": max(rf.jump), "effective_stride_hw": list(rf.jump),
+        "effective_padding": max(rf.padding), "effective_padding_hw": list(rf.padding),
+        "rf_start": list(rf.start), "implicit": layer.implicit, "position": layer.pos,
+    }
+    if report.costs:
+        entry["time_ms"] = {name: cost.layers[layer.index].time_s * 1e3 for name, cost in report.costs.items()}
+        entry["bound"] = {name: cost.layers[layer.index].bound for name, cost in report.costs.items()}
+    return entry
+
+
+def network_json(report: NetworkReport) -> dict[str, Any]:
+    """One network's analysis as JSON (schema in docs/json-schema.md)."""
+    totals = report.totals
+    rf = totals.receptive_field
+    return {
+        "name": report.name,
+        "description": report.description,
+        "spec": report.text,
+        "batch": report.batch,
+        "dtype": report.dtype,
+        "input": report.input,
+        "output": report.output,
+        "totals": {
+            "params": totals.params, "trainable_params": totals.trainable_params,
+            "state_params": totals.state_params, "macs": totals.macs, "flops": totals.flops,
+            "weight_bytes": totals.weight_bytes, "input_bytes": totals.input_bytes,
+            "activation_bytes": totals.activation_bytes,
+            "peak_activation_bytes": totals.peak_activation_bytes,
+            "inference_bytes": totals.inference_bytes,
+            "training_bytes": totals.training_bytes["sgd-momentum"],
+            "training_bytes_by_optimizer": dict(totals.training_bytes),
+            "receptive_field": max(rf.size), "receptive_field_hw": list(rf.size),
+            "effective_stride": max(rf.jump), "effective_padding": max(rf.padding),
+            "lower_bound": report.lower_bound,
+        },
+        "profiles": {name: cost.to_json() for name, cost in report.costs.items()},
+        "layers": [layer_json(layer, report) for layer in report.layers],
+        "diagnostics": [
+            {"level": d.level, "code": d.code, "message": d.message, "position": d.position,
+             "layer": d.layer, "hint": d.hint}
+            for d in report.diagnostics
+        ],
+        "unsupported": list(report.graph.unsupported) if report.graph else [],
+    }
+
+
+def to_json(reports: Sequence[NetworkReport]) -> str:
+    """The whole result as a JSON document."""
+    return json.dumps({"schema": SCHEMA, "networks": [network_json(r) for r in reports]}, indent=2) + "\n"
+
+
+# ---- CSV and Markdown ------------------------------------------------------------
+CSV_COLUMNS = ("network", "index", "name", "op", "label", "output", "params", "macs", "flops",
+               "activation_bytes", "weight_bytes", "receptive_field", "effective_stride")
+
+
+def _rows(report: NetworkReport) -> list[dict[str, Any]]:
+    rows = []
+    for layer in report.layers:
+        row = {
+            "network": report.name, "index": layer.index, "name": layer.name, "op": layer.op,
+            "label": layer.label, "output": shape_text(layer.output), "params": layer.params,
+            "macs": layer.macs, "flops": layer.flops, "activation_bytes": layer.activation_bytes,
+            "weight_bytes": layer.weight_bytes, "receptive_field": max(layer.receptive_field.size),
+            "effective_stride": max(layer.receptive_field.jump),
+        }
+        for name, cost in report.costs.items():
+            row[f"time_ms[{name}]"] = round(cost.layers[layer.index].time_s * 1e3, 6)
+            row[f"bound[{name}]"] = cost.layers[layer.index].bound
+        rows.append(row)
+    return rows
+
+
+def to_csv(reports: Sequence[NetworkReport]) -> str:
+    """One row per layer of every network (totals are the column sums)."""
+    rows = [row for report in reports for row in _rows(report)]
+    columns = list(CSV_COLUMNS)
+    for row in rows:
+        columns.extend(key for key in row if key not in columns)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def to_markdown(reports: Sequence[NetworkReport]) -> str:
+    """GitHub-flavoured Markdown tables, one per network, plus the comparison."""
+    parts = []
+    if len(reports) > 1:
+        parts.append("## Comparison\n")
+        parts.append(_md_table(*_comparison_cells(reports)))
+    for report in reports:
+        parts.append(f"## {report.name}\n")
+        if report.description:
+            parts.append(f"{report.description}\n")
+        if report.text:
+            parts.append(f"`{report.text}`\n")
+        header, body = _layer_cells(report)
+        parts.append(_md_table(header, body + [_totals_cells(report)]))
+        parts.append(_md_table(*_summary_cells(report)))
+        if report.costs:
+            parts.append(_md_table(*_profile_cells(report)))
+        for d in report.diagnostics:
+            hint = f" ({d.hint})" if d.hint else ""
+            parts.append(f"- **{d.level}**: {d.message}{hint}\n")
+    return "\n".join(parts)
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+# ---- cells shared by the rich and Markdown tables ------------------------------
+def _layer_cells(report: NetworkReport) -> tuple[list[str], list[list[str]]]:
+    header = ["#", "name", "layer", "output", "params", "MACs", "FLOPs", "act mem", "RF/stride"]
+    for name in report.costs:
+        header += [f"{name} ms", "bound"]
+    rows = []
+    for layer in report.layers:
+        row = [str(layer.index), layer.name, layer.label, shape_text(layer.output), f"{layer.params:,}",
+               human_count(layer.macs), human_count(layer.flops), human_bytes(layer.activation_bytes),
+               _field_text(layer)]
+        for cost in report.costs.values():
+            layer_cost = cost.layers[layer.index]
+            row += [human_ms(layer_cost.time_s), layer_cost.bound]
+        rows.append(row)
+    return header, rows
+
+
+def _totals_cells(report: NetworkReport) -> list[str]:
+    totals = report.totals
+    rf = totals.receptive_field
+    mark = "≥ " if report.lower_bound else ""
+    row = ["", "total", "", shape_text(report.output), f"{mark}{totals.params:,}",
+           mark + human_count(totals.macs), mark + human_count(totals.flops),
+           human_bytes(totals.activation_bytes), f"{max(rf.size)}/{max(rf.jump)}"]
+    for cost in report.costs.values():
+        row += [human_ms(cost.latency_s), cost.bound]
+    return row
+
+
+def _summary_cells(report: NetworkReport) -> tuple[list[str], list[list[str]]]:
+    totals = report.totals
+    rf = totals.receptive_field
+    mark = " (lower bound: unsupported ops not counted)" if report.lower_bound else ""
+    rows = [
+        ["input / output", f"{shape_text(report.input)} -> {shape_text(report.output)}"],
+        ["batch / dtype", f"{report.batch} / {report.dtype}"],
+        ["params", f"{totals.params:,} trainable, {totals.state_params:,} state{mark}"],
+        ["MACs", f"{totals.macs:,} ({human_count(totals.macs)}){mark}"],
+        ["FLOPs", f"{totals.flops:,} ({human_count(totals.flops)}){mark}"],
+        ["weights", human_bytes(totals.weight_bytes)],
+        ["peak activations (inference)", human_bytes(totals.peak_activation_bytes)],
+        ["inference memory (weights + peak)", human_bytes(totals.inference_bytes)],
+        ["training memory (SGD-momentum / Adam)",
+         f"{human_bytes(totals.training_bytes['sgd-momentum'])} / {human_bytes(totals.training_bytes['adam'])}"],
+        ["receptive field", f"{rf.size[0]}x{rf.size[1]}, stride {max(rf.jump)}, padding {max(rf.padding)}"],
+    ]
+    return ["figure", "value"], rows
+
+
+def _profile_cells(report: NetworkReport) -> tuple[list[str], list[list[str]]]:
+    header = ["profile", "latency ms", "throughput /s", "train step ms", "bound", "max batch (infer)",
+              "max batch (train, SGD-m / Adam)"]
+    rows = []
+    for name, cost in report.costs.items():
+        rows.append([name, human_ms(cost.latency_s), f"{cost.throughput_per_s:,.1f}", human_ms(cost.train_step_s),
+                     cost.bound, f"{cost.max_batch_inference:,}",
+                     f"{cost.max_batch_training['sgd-momentum']:,} / {cost.max_batch_training['adam']:,}"])
+    return header, rows
+
+
+def _comparison_cells(reports: Sequence[NetworkReport]) -> tuple[list[str], list[list[str]]]:
+    profiles = list(dict.fromkeys(name for r in reports for name in r.costs))
+    header = ["variant", "output", "params", "MACs", "peak act mem", "training mem", "RF"]
+    header += [f"{name} ms" for name in profiles]
+    fastest = {
+        name: min((r.costs[name].latency_s, i) for i, r in enumerate(reports) if name in r.costs)[1]
+        for name in profiles
+    }
+    rows = []
+    for i, report in enumerate(reports):
+        totals = report.totals
+        row = [report.name, shape_text(report.output), f"{totals.params:,}", human_count(totals.macs),
+               human_bytes(totals.peak_activation_bytes), human_bytes(totals.training_bytes["sgd-momentum"]),
+               f"{max(totals.receptive_field.size)}"]
+        for name in profiles:
+            if name not in report.costs:
+                row.append("-")
+                continue
+            cost = report.costs[name]
+            star = " ★" if fastest[name] == i and len(reports) > 1 else ""
+            row.append(f"{human_ms(cost.latency_s)} ({cost.bound}){star}")
+        rows.append(row)
+    return header, rows
+
+
+# ---- rich ------------------------------------------------------------------------
+def _rich_table(title: str, header: list[str], rows: list[list[str]], numeric_from: int = 0,
+                footer: list[str] | None = None) -> Table:
+    table = Table(title=title, title_justify="left", show_footer=footer is not None, header_style="bold")
+    for i, name in enumerate(header):
+        table.add_column(name, justify="right" if i >= numeric_from else "left",
+                         footer=footer[i] if footer else "", no_wrap=i < 3)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def render_tables(reports: Sequence[NetworkReport], console: Console, *, layers: bool = True) -> None:
+    """Print the per-layer tables, summaries, profile tables, diagnostics and the comparison."""
+    for report in reports:
+        title = f"[bold]{report.name}[/bold]" + (f": {report.description}" if report.description else "")
+        parts: list[Any] = []
+        if layers:
+            header, rows = _layer_cells(report)
+            parts.append(_rich_table(title, header, rows, numeric_from=4, footer=_totals_cells(report)))
+        parts.append(_rich_table("" if layers else title, *_summary_cells(report)))
+        if report.costs:
+            parts.append(_rich_table("hardware estimates", *_profile_cells(report), numeric_from=1))
+        console.print(Group(*parts))
+        for d in report.diagnostics:
+            style = "yellow" if d.level == "warning" else "cyan"
+            line = Text(f"{d.level}: ", style=f"bold {style}")
+            line.append(d.message)
+            if d.hint:
+                line.append(f"\n  hint: {d.hint}", style="dim")
+            console.print(line)
+        console.print()
+    if len(reports) > 1:
+        console.print(_rich_table("[bold]comparison[/bold] (★ fastest per profile)",
+                                  *_comparison_cells(reports), numeric_from=1))
+
+
+def render(reports: Sequence[NetworkReport], fmt: str, console: Console | None = None) -> str | None:
+    """Text for a machine format, or print tables to `console` and return None."""
+    if fmt == "json":
+        return to_json(reports)
+    if fmt == "csv":
+        return to_csv(reports)
+    if fmt == "markdown":
+        return to_markdown(reports)
+    render_tables(reports, console or Console())
+    return None

@@ -1,0 +1,135 @@
+"""Analysis passes on graphs built by hand; every expected figure is derived in a comment."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from cnncalc.analysis import analyze, peak_activation_bytes
+from cnncalc.ir import Graph, Node
+from cnncalc.ops.add import Add
+from cnncalc.ops.conv import Conv
+from cnncalc.ops.flatten import Flatten
+from cnncalc.ops.gemm import Gemm
+from cnncalc.ops.maxpool import MaxPool
+from cnncalc.ops.relu import Relu
+
+
+def chain(input_shape, *ops, name="net", **kwargs) -> Graph:
+    """A straight chain of ops, named op0, op1, ..."""
+    nodes, previous = [], "input"
+    for i, op in enumerate(ops):
+        nodes.append(Node(f"op{i}", op, (previous,)))
+        previous = f"op{i}"
+    return Graph(name, input_shape, tuple(nodes), previous, **kwargs)
+
+
+def design_one() -> Graph:
+    # the notes' first design: 224x224x32 | 3x3x32x64(p=1) | MP | -> 112x112x64
+    return chain((32, 224, 224), Conv((3, 3), 32, 64, pads=(1, 1, 1, 1)), MaxPool())
+
+
+def test_notes_first_design_figures():
+    report = analyze(design_one())
+    assert report.output == [112, 112, 64]
+    # params: 3*3*32*64 weights + 64 biases = 18,432 + 64
+    assert report.totals.params == 18_496
+    # MACs: 224*224 outputs * 64 channels * (3*3*32) per output = 50,176 * 64 * 288
+    assert report.totals.macs == 924_844_032
+    # FLOPs: conv 2*MACs + 224*224*64 bias adds = 1,849,688,064 + 3,211,264;
+    # MP: (2*2 - 1) comparisons per output * 112*112*64 = 3 * 802,816 = 2,408,448
+    assert report.totals.flops == 1_849_688_064 + 3_211_264 + 2_408_448
+    # receptive field: conv r=3, j=1; MP r = 3 + (2-1)*1 = 4, j = 2
+    assert report.totals.receptive_field.size == (4, 4)
+    assert report.totals.receptive_field.jump == (2, 2)
+    # effective padding: conv p=1 at j=1 -> 1; MP p=0 -> 1
+    assert report.totals.receptive_field.padding == (1, 1)
+
+
+def test_notes_strided_design_needs_a_quarter_of_the_macs():
+    strided = chain((32, 224, 224), Conv((3, 3), 32, 64, strides=(2, 2), pads=(1, 1, 1, 1)))
+    report = analyze(strided)
+    assert report.output == [112, 112, 64]
+    # 112*112*64 outputs * 288 MACs = 231,211,008 = 924,844,032 / 4
+    assert report.totals.macs == 924_844_032 // 4
+
+
+def test_peak_activation_memory_frees_tensors_after_last_use():
+    # float32: input 224*224*32*4 = 6,422,528 B; conv out 224*224*64*4 = 12,845,056 B;
+    # at the conv both are live: 19,267,584 B; then the input is freed and MP adds
+    # 112*112*64*4 = 3,211,264 B on top of 12,845,056 -> 16,056,320 B (below the peak)
+    graph = design_one()
+    assert peak_activation_bytes(graph) == 19_267_584
+    report = analyze(graph, batch=2, dtype="float16")
+    # batch 2 doubles, float16 halves: the same number of bytes
+    assert report.totals.peak_activation_bytes == 19_267_584
+
+
+def test_peak_keeps_the_residual_input_alive():
+    # res block on 8x8x4, float32, batch 1: each tensor 8*8*4*4 = 1,024 B
+    # input live (1,024); conv a: +1,024 = 2,048; input still needed by Add;
+    # relu: +1,024 = 3,072, conv a freed -> 2,048; conv b: +1,024 = 3,072, relu freed -> 2,048;
+    # add: +1,024 = 3,072, then input and conv b freed -> 1,024. Peak 3,072.
+    nodes = (
+        Node("a", Conv((3, 3), 4, 4, pads=(1, 1, 1, 1)), ("input",)),
+        Node("r", Relu(), ("a",)),
+        Node("b", Conv((3, 3), 4, 4, pads=(1, 1, 1, 1)), ("r",)),
+        Node("sum", Add(), ("b", "input")),
+    )
+    graph = Graph("res", (4, 8, 8), nodes, "sum")
+    assert peak_activation_bytes(graph) == 3_072
+    report = analyze(graph)
+    # the field is the larger branch: two 3x3 convs -> 5
+    assert report.totals.receptive_field.size == (5, 5)
+
+
+def test_training_memory_by_hand():
+    # FC(10) on a 1x1x16 vector after Flatten: params 16*10 + 10 = 170
+    graph = chain((16, 1, 1), Flatten(), Gemm(16, 10))
+    report = analyze(graph, batch=4)
+    totals = report.totals
+    assert totals.params == 170
+    # float32 weights: 170 * 4 = 680 B
+    assert totals.weight_bytes == 680
+    # kept activations: input 4*16*4 = 256, flatten 256, fc 4*10*4 = 160 -> 672 B
+    # SGD: weights 680 + grads 680 + 0 + 672 = 2,032; momentum +680 = 2,712; Adam +1,360 = 3,392
+    assert totals.training_bytes == {"sgd": 2_032, "sgd-momentum": 2_712, "adam": 3_392}
+
+
+def test_vgg_style_receptive_field_by_hand():
+    # VGG-16 features: 2,2,3,3,3 3x3 p=1 convs with 2x2 pools between.
+    # Hand recursion: after pool5 r = 212, j = 32, effective padding 90
+    # (padding: 2*1 + 2*2 + 3*4 + 3*8 + 3*16 = 90). Published by google-research/receptive_field.
+    ops, channels = [], 3
+    for convs, width in ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512)):
+        for _ in range(convs):
+            ops += [Conv((3, 3), channels, width, pads=(1, 1, 1, 1)), Relu()]
+            channels = width
+        ops.append(MaxPool())
+    report = analyze(chain((3, 224, 224), *ops))
+    field = report.totals.receptive_field
+    assert (field.size, field.jump, field.padding) == ((212, 212), (32, 32), (90, 90))
+    assert report.output == [7, 7, 512]
+
+
+def test_diagnostics_flag_the_notes_smells():
+    # MP | MP adjacent, then FC holding most params after a pool
+    graph = chain((3, 32, 32), Conv((3, 3), 3, 8, strides=(2, 2), pads=(1, 1, 1, 1)), MaxPool(), MaxPool(),
+                  Flatten(), Gemm(8 * 4 * 4, 10))
+    codes = {d.code for d in analyze(graph).diagnostics}
+    assert {"strided-conv", "adjacent-pools", "pool-before-classifier", "fc-params"} <= codes
+    clean = chain((3, 8, 8), Conv((3, 3), 3, 8, pads=(1, 1, 1, 1)), Relu(), Conv((3, 3), 8, 8, pads=(1, 1, 1, 1)),
+                  Conv((3, 3), 8, 8, pads=(1, 1, 1, 1)), Conv((3, 3), 8, 8, pads=(1, 1, 1, 1)))
+    # four 3x3 convs: r = 9 >= 8, nothing to say
+    assert analyze(clean).diagnostics == []
+
+
+@pytest.mark.parametrize("depth", [10_000])
+def test_deep_chain_is_fast(depth):
+    # a regression guard against quadratic passes, not a speed goal (those live in benchmarks/)
+    graph = chain((8, 16, 16), *[Relu() for _ in range(depth)])
+    start = time.perf_counter()
+    report = analyze(graph)
+    assert len(report.layers) == depth
+    assert time.perf_counter() - start < 5.0
