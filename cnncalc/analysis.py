@@ -171,7 +171,7 @@ def _layers(graph: Graph, shapes: dict[str, Shape], fields: dict[str, ReceptiveF
     for index, node in enumerate(graph.nodes):
         in_shapes = [shapes[name] for name in node.inputs]
         out_shape = shapes[node.name]
-        weights = node.op.weights(in_shapes)
+        weights = [w for w in node.op.weights(in_shapes) if w.constant is None]  # ReLU6 bounds are not state
         trainable = sum(numel(w.shape) for w in weights if w.trainable)
         state = sum(numel(w.shape) for w in weights if not w.trainable)
         layers.append(LayerReport(

@@ -126,6 +126,11 @@ def selected_profiles(spec_defaults: list[str], names: list[str] | None, files: 
 
 
 # ---- commands ------------------------------------------------------------------
+@app.callback()
+def root() -> None:
+    """What a convolutional network costs before you train it."""
+
+
 @app.command()
 @friendly
 def analyze(

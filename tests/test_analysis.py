@@ -133,3 +133,28 @@ def test_deep_chain_is_fast(depth):
     report = analyze(graph)
     assert len(report.layers) == depth
     assert time.perf_counter() - start < 5.0
+
+
+def _last_spatial_layer(spec_name: str):
+    """The last layer whose output still has a spatial extent (pool5 / layer4 of the bundled nets)."""
+    from pathlib import Path
+
+    from cnncalc.specfile import load
+
+    path = Path(__file__).resolve().parent.parent / "specs" / f"{spec_name}.yaml"
+    report = analyze(load(str(path)).networks[0])
+    return [layer for layer in report.layers if layer.output[0] > 1][-1]
+
+
+@pytest.mark.parametrize(("spec", "size", "stride", "padding"), [
+    # google-research/receptive_field published values (README table) for these torchvision-style nets
+    ("vgg16", 212, 32, 90),      # after pool5
+    ("alexnet", 195, 32, None),  # after the last max-pool (torchvision AlexNet)
+    ("resnet50", 427, 32, None),  # after layer4 (torchvision ResNet-50, stride on the 3x3)
+])
+def test_bundled_receptive_fields_match_published(spec, size, stride, padding):
+    field = _last_spatial_layer(spec).receptive_field
+    assert field.size == (size, size)
+    assert field.jump == (stride, stride)
+    if padding is not None:
+        assert field.padding == (padding, padding)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -57,3 +59,17 @@ def crop_pads(xp: np.ndarray, pads: Pads) -> np.ndarray:
     top, left, bottom, right = pads
     h, w = xp.shape[2], xp.shape[3]
     return xp[:, :, top : h - bottom, left : w - right]
+
+
+def kernel_slices(
+    kernel: tuple[int, int], strides: tuple[int, int], out_hw: tuple[int, int]
+) -> Iterator[tuple[slice, slice]]:
+    """For each kernel position, the strided (rows, cols) slice of the padded image it reads in every window.
+
+    Pooling kernels loop over these kh * kw slices, each a whole-batch array operation: cheaper than
+    reducing a 6-D window view, and backward can add into the same slices.
+    """
+    (kh, kw), (sh, sw), (ho, wo) = kernel, strides, out_hw
+    for i in range(kh):
+        for j in range(kw):
+            yield slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw)

@@ -36,7 +36,12 @@ class WeightSpec:
     name: str  # ONNX role: "W", "B", "scale", "mean", "var"
     shape: Shape
     trainable: bool = True
-    init: str = "zeros"  # "he" (Kaiming normal, fan_in = prod(shape[1:])), "zeros", "ones"
+    init: str = "zeros"  # "he" (Kaiming normal, fan_in = prod(shape[1:])), "zeros", "ones", "const:<value>"
+
+    @property
+    def constant(self) -> float | None:
+        """The value of a fixed operand such as Clip's min/max (init "const:<value>"), else None."""
+        return float(self.init[6:]) if self.init.startswith("const:") else None
 
 
 @dataclass(frozen=True)
@@ -231,7 +236,8 @@ class Op:
         """
         raise NotImplementedError(f"{self.op_type}.forward")
 
-    def backward(self, grad_out: np.ndarray, inputs: list[np.ndarray], fwd: Forward) -> list[np.ndarray | None]:
+    def backward(self, grad_out: np.ndarray, inputs: list[np.ndarray],
+                 fwd: Forward) -> list[np.ndarray | None]:
         """One gradient per input (weights included); None for non-trainable inputs."""
         raise NotImplementedError(f"{self.op_type}.backward")
 
@@ -246,6 +252,11 @@ def numel(shape: Shape) -> int:
     for dim in shape:
         total *= dim
     return total
+
+
+def onnx_float(value: float) -> float:
+    """A float ONNX attribute (stored as float32) as the shortest decimal rounding to it: 0.01 stays 0.01."""
+    return float(str(np.float32(value)))
 
 
 def spatial(shape: Shape, op_name: str) -> tuple[int, int, int]:

@@ -36,7 +36,8 @@ class Conv(Op):
         kh, kw, cin, cout = args.dims
         stride = args.int("s", "stride", default=1, minimum=1)
         dilation = args.int("d", "dilation", default=1, minimum=1)
-        group = cin if args.flag("dw", "depthwise") else args.int("g", "groups", "group", default=1, minimum=1)
+        depthwise = args.flag("dw", "depthwise")
+        group = cin if depthwise else args.int("g", "groups", "group", default=1, minimum=1)
         bias = bool(args.int("b", "bias", default=1))
         padding = args.raw("p", "pad", "padding")
         pads = (0, 0, 0, 0)
@@ -57,7 +58,8 @@ class Conv(Op):
             bias = bool(args.defaults["bias"])
         args.finish("Conv", "p (int or same), s, d, g or dw, b (0 or 1)")
         if kh < 1 or kw < 1 or cin < 1 or cout < 1:
-            raise args.error(None, f"conv {kh}x{kw}x{cin}x{cout} has a zero size", hint="every size is at least 1")
+            raise args.error(None, f"conv {kh}x{kw}x{cin}x{cout} has a zero size",
+                             hint="every size is at least 1")
         return cls((kh, kw), cin, cout, (stride, stride), pads, (dilation, dilation), group, bias)
 
     @classmethod
@@ -120,7 +122,8 @@ class Conv(Op):
         c, h, w = spatial(in_shapes[0], "Conv")
         if c != self.in_channels:
             raise ShapeError(
-                f"conv {self.describe()} expects Cin={self.in_channels} but the incoming tensor has {c} channels",
+                f"conv {self.describe()} expects Cin={self.in_channels} "
+                f"but the incoming tensor has {c} channels",
                 hint=f"write {self.kernel_shape[0]}x{self.kernel_shape[1]}x{c}x{self.out_channels}",
             )
         if self.in_channels % self.group or self.out_channels % self.group:
@@ -132,7 +135,8 @@ class Conv(Op):
         kh_eff, kw_eff = self._effective_kernel()
         if kh_eff > h + top + bottom or kw_eff > w + left + right:
             raise ShapeError(
-                f"conv kernel {kh_eff}x{kw_eff} is larger than its padded input {h + top + bottom}x{w + left + right}",
+                f"conv kernel {kh_eff}x{kw_eff} is larger than its padded input "
+                f"{h + top + bottom}x{w + left + right}",
                 hint="use a smaller kernel, more padding, or fewer downsampling layers before it",
             )
         ho = window_out(h, kh_eff, self.strides[0], top, bottom)
@@ -141,7 +145,7 @@ class Conv(Op):
 
     def _effective_kernel(self) -> tuple[int, int]:
         # k_eff = d * (k - 1) + 1
-        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_shape, self.dilations))  # type: ignore[return-value]
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_shape, self.dilations, strict=False))  # type: ignore[return-value]
 
     def weights(self, in_shapes: list[Shape]) -> list[WeightSpec]:
         kh, kw = self.kernel_shape
@@ -163,6 +167,14 @@ class Conv(Op):
 
     def window(self, in_shapes: list[Shape]) -> Window | None:
         return Window(self._effective_kernel(), self.strides, (self.pads[0], self.pads[1]))
+
+    def kernel_class(self) -> str:
+        """What libraries run: Winograd for 3x3 stride-1 dense convs, a memory-bound kernel for depthwise."""
+        if self.group == self.in_channels and self.group > 1:
+            return "depthwise"
+        if self.kernel_shape == (3, 3) and self.strides == (1, 1) and self.dilations == (1, 1) and self.group == 1:
+            return "conv_winograd"
+        return "conv"
 
     # ---- NumPy ---------------------------------------------------------------
     def forward(self, inputs: list[np.ndarray], training: bool = False,
@@ -189,8 +201,9 @@ class Conv(Op):
             y = np.ascontiguousarray(y)
         return Forward(y, cache=(cols, xp.shape), macs=macs)
 
-    def backward(self, grad_out: np.ndarray, inputs: list[np.ndarray], fwd: Forward) -> list[np.ndarray | None]:
-        x, w = inputs[0], inputs[1]
+    def backward(self, grad_out: np.ndarray, inputs: list[np.ndarray],
+                 fwd: Forward) -> list[np.ndarray | None]:
+        w = inputs[1]
         cols, padded_shape = fwd.cache
         n, cout, ho, wo = grad_out.shape
         g, cin = self.group, self.in_channels
@@ -213,7 +226,7 @@ def same_pads(in_shape: Shape, kernel: tuple[int, ...], strides: tuple[int, ...]
               upper: bool = True) -> tuple[int, int, int, int]:
     """Pads that give ceil(n / s) outputs per axis (TensorFlow/ONNX SAME); the odd pixel goes at the end."""
     begins, ends = [], []
-    for size, k, s, d in zip(in_shape[1:3], kernel, strides, dilations):
+    for size, k, s, d in zip(in_shape[1:3], kernel, strides, dilations, strict=False):
         out = -(-size // s)
         total = max((out - 1) * s + d * (k - 1) + 1 - size, 0)
         small, large = total // 2, total - total // 2
@@ -224,7 +237,9 @@ def same_pads(in_shape: Shape, kernel: tuple[int, ...], strides: tuple[int, ...]
 
 Conv.examples = (
     Example(Conv((3, 3), 3, 4, pads=(1, 1, 1, 1)), ((3, 6, 6),), "3x3 same padding"),
-    Example(Conv((3, 3), 4, 6, strides=(2, 2), pads=(1, 1, 1, 1), group=2, bias=False), ((4, 7, 7),), "grouped, strided"),
+    Example(Conv((3, 3), 4, 6, strides=(2, 2), pads=(1, 1, 1, 1), group=2, bias=False), ((4, 7, 7),),
+            "grouped, strided"),
     Example(Conv((3, 3), 4, 4, dilations=(2, 2), group=4), ((4, 8, 8),), "depthwise, dilated"),
-    Example(Conv((1, 2), 2, 3, strides=(1, 2), pads=(0, 1, 0, 0)), ((2, 3, 5),), "asymmetric kernel and pads"),
+    Example(Conv((1, 2), 2, 3, strides=(1, 2), pads=(0, 1, 0, 0)), ((2, 3, 5),),
+            "asymmetric kernel and pads"),
 )

@@ -1,0 +1,212 @@
+"""What MaxPool, AveragePool and LpPool share: options, output shape, window, and padded window views."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import ShapeError, UnsupportedOpError
+from ._windows import kernel_slices, pad_images
+from .base import Op, Shape, SpecArgs, Window, numel, spatial, window_out
+from .conv import same_pads
+
+Pads = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class _Pool(Op):
+    """A 2-D sliding-window reduction with ONNX pooling attributes; default is a 2x2 window, stride 2."""
+
+    kernel_shape: tuple[int, int] = (2, 2)
+    strides: tuple[int, int] = (2, 2)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
+    ceil_mode: int = 0
+
+    cost_class = "pool"
+    pad_value: ClassVar[float] = 0.0  # what padded positions hold in the window view
+    extra_options: ClassVar[str] = ""  # options beyond k, s, p, ceil, for the error text
+
+    # ---- construction --------------------------------------------------------
+    @classmethod
+    def from_spec(cls, args: SpecArgs, in_shapes: list[Shape]) -> Op:
+        name = cls.spec_names[0]
+        kernel = _read_pair(args, ("k", "kernel"), 0, (2, 2))
+        strides = _read_pair(args, ("s", "stride", "strides"), None, kernel)
+        pads = _read_pads(args, in_shapes, kernel, strides)
+        ceil_mode = args.int("ceil", "ceil_mode", default=0)
+        if ceil_mode > 1:
+            raise args.error(None, f"{name} option ceil={ceil_mode} must be 0 or 1")
+        extra = cls._extra_from_spec(args)
+        args.finish(name, "k, s, p (int or same), ceil (0 or 1)" + cls.extra_options)
+        return cls(kernel, strides, pads, ceil_mode, **extra)
+
+    @classmethod
+    def _extra_from_spec(cls, args: SpecArgs) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_onnx(cls, attrs: dict[str, Any], in_shapes: list[Shape], weight_shapes: list[Shape]) -> Op:
+        if "kernel_shape" not in attrs or len(attrs["kernel_shape"]) != 2:
+            raise UnsupportedOpError(
+                f"{cls.op_type} needs a 2-D kernel_shape, got {attrs.get('kernel_shape')}",
+                hint="cnncalc supports 2-D pooling on NCHW tensors")
+        kernel = tuple(int(k) for k in attrs["kernel_shape"])
+        strides = tuple(int(s) for s in attrs.get("strides", (1, 1)))
+        if any(int(d) != 1 for d in attrs.get("dilations", (1, 1))):
+            raise UnsupportedOpError(
+                f"{cls.op_type} with dilations {list(attrs['dilations'])} is not supported",
+                hint="cnncalc supports pooling without dilation")
+        auto_pad = attrs.get("auto_pad", "NOTSET")
+        if isinstance(auto_pad, bytes):
+            auto_pad = auto_pad.decode()
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            pads = same_pads(in_shapes[0], kernel, strides, (1, 1), upper=auto_pad == "SAME_UPPER")
+        else:
+            pads = tuple(int(p) for p in attrs.get("pads", (0, 0, 0, 0)))  # type: ignore[assignment]
+        extra = cls._extra_from_onnx(attrs)
+        return cls(kernel, strides, pads, int(attrs.get("ceil_mode", 0)), **extra)  # type: ignore[arg-type]
+
+    @classmethod
+    def _extra_from_onnx(cls, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def onnx_attributes(self) -> dict[str, Any]:
+        return {"kernel_shape": list(self.kernel_shape), "strides": list(self.strides),
+                "pads": list(self.pads), "ceil_mode": self.ceil_mode}
+
+    def describe(self) -> str:
+        options = []
+        if self.kernel_shape != (2, 2):
+            options.append(f"k={_pair_text(self.kernel_shape)}")
+        if self.strides != self.kernel_shape:
+            options.append(f"s={_pair_text(self.strides)}")
+        if self.pads != (0, 0, 0, 0):
+            top, left, bottom, right = self.pads
+            options.append(f"p={top}" if len(set(self.pads)) == 1 else f"p={top},{left},{bottom},{right}")
+        if self.ceil_mode:
+            options.append("ceil=1")
+        options += self._extra_describe()
+        return f"{self.spec_name()}({','.join(options)})" if options else self.spec_name()
+
+    def _extra_describe(self) -> list[str]:
+        return []
+
+    def variations(self) -> Iterator[tuple[str, Op]]:
+        """Padding first, then stride, then kernel size, then kernel and stride together."""
+        k = self.kernel_shape[0]
+        for p in range(0, k):
+            if (p, p, p, p) != self.pads:
+                yield f"p={p}", dataclasses.replace(self, pads=(p, p, p, p))
+        for s in (1, 2, 3, 4):
+            if (s, s) != self.strides:
+                yield f"s={s}", dataclasses.replace(self, strides=(s, s))
+        for kk in (2, 3, 4, 5):
+            if (kk, kk) != self.kernel_shape:
+                yield f"k={kk}", dataclasses.replace(self, kernel_shape=(kk, kk))
+        for kk in (2, 3, 4, 5):
+            for s in (1, 2, 3, 4):
+                for p in range(0, kk):
+                    changed = dataclasses.replace(self, kernel_shape=(kk, kk), strides=(s, s),
+                                                  pads=(p, p, p, p))
+                    if changed != self:
+                        yield f"k={kk},s={s},p={p}", changed
+
+    # ---- analysis ------------------------------------------------------------
+    def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        name = self.spec_name()
+        c, h, w = spatial(in_shapes[0], name)
+        kh, kw = self.kernel_shape
+        top, left, bottom, right = self.pads
+        if min(kh, kw, *self.strides) < 1 or min(self.pads) < 0:
+            raise ShapeError(f"{self.describe()} has a kernel or stride below 1 or a negative pad",
+                             hint="kernel and stride are at least 1, pads at least 0")
+        if max(top, bottom) >= kh or max(left, right) >= kw:
+            raise ShapeError(
+                f"{self.describe()} pads {list(self.pads)} must be smaller than its kernel {kh}x{kw}",
+                hint=f"use p={min(kh, kw) // 2} or less; a window of only padding has no value",
+            )
+        padded_h, padded_w = h + top + bottom, w + left + right
+        if kh > padded_h or kw > padded_w:
+            raise ShapeError(
+                f"{name} kernel {kh}x{kw} is larger than its padded input {padded_h}x{padded_w}",
+                hint="use a smaller kernel, more padding, or fewer downsampling layers before it",
+            )
+        ho = window_out(h, kh, self.strides[0], top, bottom, bool(self.ceil_mode))
+        wo = window_out(w, kw, self.strides[1], left, right, bool(self.ceil_mode))
+        return (c, ho, wo)
+
+    def window(self, in_shapes: list[Shape]) -> Window | None:
+        return Window(self.kernel_shape, self.strides, (self.pads[0], self.pads[1]))
+
+    def _window_size(self) -> int:
+        return self.kernel_shape[0] * self.kernel_shape[1]
+
+    def _out_elements(self, out_shape: Shape) -> int:
+        return numel(out_shape)
+
+    # ---- NumPy helpers -------------------------------------------------------
+    def _full_pads(self, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> Pads:
+        """The pads plus, under ceil_mode, the overhang of the last window past the bottom/right padding."""
+        top, left, bottom, right = self.pads
+        # last window ends at (out - 1) * s + k; anything past the padded input is overhang
+        over_h = max(0, (out_hw[0] - 1) * self.strides[0] + self.kernel_shape[0] - (in_hw[0] + top + bottom))
+        over_w = max(0, (out_hw[1] - 1) * self.strides[1] + self.kernel_shape[1] - (in_hw[1] + left + right))
+        return (top, left, bottom + over_h, right + over_w)
+
+    def _padded(self, x: np.ndarray) -> tuple[np.ndarray, Pads, tuple[int, int]]:
+        """The batch padded with `pad_value` (ceil_mode overhang included), the pads used, and Ho, Wo."""
+        _, ho, wo = self.output_shape([tuple(x.shape[1:])])
+        pads = self._full_pads((x.shape[2], x.shape[3]), (ho, wo))
+        return pad_images(x, pads, value=self.pad_value), pads, (ho, wo)
+
+    def _slices(self, out_hw: tuple[int, int]) -> Iterator[tuple[slice, slice]]:
+        """Per kernel position, the strided slice of the padded batch it reads (see `kernel_slices`)."""
+        return kernel_slices(self.kernel_shape, self.strides, out_hw)
+
+
+def _pair_text(pair: tuple[int, int]) -> str:
+    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
+
+
+def _read_pair(args: SpecArgs, keys: tuple[str, ...], positional: int | None,
+               default: tuple[int, int]) -> tuple[int, int]:
+    """An option written `3` or `3x2` (height x width)."""
+    found = args.raw(*keys, positional=positional)
+    if found is None:
+        return default
+    value, index = found
+    parts = value.lower().split("x")
+    try:
+        numbers = [int(part) for part in parts]
+    except ValueError:
+        raise args.error(index, f"option {keys[0]}={value!r} is not a whole number",
+                         hint=f"write {keys[0]}=3 or {keys[0]}=3x2") from None
+    if len(numbers) not in (1, 2) or min(numbers) < 1:
+        raise args.error(index, f"option {keys[0]}={value!r} must be one or two whole numbers of at least 1",
+                         hint=f"write {keys[0]}=3 or {keys[0]}=3x2")
+    return (numbers[0], numbers[-1])
+
+
+def _read_pads(args: SpecArgs, in_shapes: list[Shape], kernel: tuple[int, int],
+               strides: tuple[int, int]) -> Pads:
+    """`p=1`, `p=same` or `p=top,left,bottom,right`."""
+    found = args.raw("p", "pad", "padding")
+    if found is None:
+        return (0, 0, 0, 0)
+    value, index = found
+    if value.lower() == "same":
+        spatial(in_shapes[0], "pooling")
+        return same_pads(in_shapes[0], kernel, strides, (1, 1))
+    try:
+        numbers = [int(part) for part in value.split(",")]
+    except ValueError:
+        raise args.error(index, f"padding p={value!r} is not a whole number or 'same'",
+                         hint="write p=1 or p=same") from None
+    if len(numbers) not in (1, 4) or min(numbers) < 0:
+        raise args.error(index, f"padding p={value!r} must be one or four whole numbers of at least 0",
+                         hint="write p=1 or p=same")
+    return (numbers[0],) * 4 if len(numbers) == 1 else tuple(numbers)  # type: ignore[return-value]

@@ -1,0 +1,77 @@
+"""Clip: min(max(x, min), max), written `ReLU6` (min 0, max 6) in a spec.
+
+From ONNX opset 11, min and max are inputs, not attributes. cnncalc keeps them as fields of the op
+and lists them in `weights()` as constant scalar operands (WeightSpec init="const:<value>"), so
+the exported node carries them as initializers. `from_onnx` reads `min`/`max` from the attributes,
+which is where old files keep them and where the importer puts the values of scalar constant inputs
+(under the ONNX schema's input name). In a spec, `ReLU6` and `Clip` are Clip(0, 6);
+`Clip(min=-1,max=1)` sets the bounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import UnsupportedOpError
+from ._pointwise import _Pointwise
+from .base import Example, Forward, Op, Shape, SpecArgs, WeightSpec, onnx_float
+
+
+@dataclass(frozen=True)
+class Clip(_Pointwise):
+    """Clamp to [min, max]; two comparisons per element."""
+
+    min: float = 0.0
+    max: float = 6.0
+
+    spec_names = ("ReLU6", "Clip")
+    flops_per_element = 2
+
+    @classmethod
+    def from_spec(cls, args: SpecArgs, in_shapes: list[Shape]) -> Op:
+        low = args.float("min", "lo", default=0.0)
+        high = args.float("max", "hi", default=6.0, low=low)
+        args.finish("Clip", "min (default 0), max (default 6)")
+        return cls(low, high)
+
+    @classmethod
+    def from_onnx(cls, attrs: dict[str, Any], in_shapes: list[Shape], weight_shapes: list[Shape]) -> Op:
+        found = [key for key in ("min", "max") if attrs.get(key) is not None]
+        if len(weight_shapes) > len(found):
+            raise UnsupportedOpError("Clip bounds that are computed, not constant, are not supported",
+                                     hint="cnncalc imports Clip with constant bounds, such as ReLU6 (0, 6)")
+        # a bound left out means no bound, as in ONNX
+        return cls(onnx_float(attrs.get("min", float("-inf"))), onnx_float(attrs.get("max", float("inf"))))
+
+    def onnx_attributes(self) -> dict[str, Any]:
+        return {}  # min and max are constant inputs from opset 11, see weights()
+
+    def spec_name(self) -> str:
+        return "ReLU6" if (self.min, self.max) == (0.0, 6.0) else "Clip"
+
+    def describe(self) -> str:
+        return "ReLU6" if (self.min, self.max) == (0.0, 6.0) else f"Clip(min={self.min:g},max={self.max:g})"
+
+    def weights(self, in_shapes: list[Shape]) -> list[WeightSpec]:
+        return [WeightSpec("min", (), trainable=False, init=f"const:{self.min!r}"),
+                WeightSpec("max", (), trainable=False, init=f"const:{self.max!r}")]
+
+    def forward(self, inputs: list[np.ndarray], training: bool = False,
+                rng: np.random.Generator | None = None) -> Forward:
+        x = inputs[0]
+        return Forward(np.clip(x, x.dtype.type(self.min), x.dtype.type(self.max)))
+
+    def backward(self, grad_out: np.ndarray, inputs: list[np.ndarray],
+                 fwd: Forward) -> list[np.ndarray | None]:
+        x = inputs[0]
+        # gradient passes strictly inside the bounds; the bounds are constants
+        return [grad_out * ((x > self.min) & (x < self.max)), None, None]
+
+
+Clip.examples = (
+    Example(Clip(), ((3, 4, 5),), "ReLU6"),
+    Example(Clip(-1.0, 0.5), ((9,),), "custom bounds vector"),
+)

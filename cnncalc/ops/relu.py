@@ -1,0 +1,33 @@
+"""Relu: max(x, 0), written `ReLU` in a spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._pointwise import _Pointwise
+from .base import Example, Forward
+
+
+@dataclass(frozen=True)
+class Relu(_Pointwise):
+    """Rectified linear unit; one comparison per element."""
+
+    spec_names = ("ReLU",)
+    flops_per_element = 1
+
+    def forward(self, inputs: list[np.ndarray], training: bool = False,
+                rng: np.random.Generator | None = None) -> Forward:
+        return Forward(np.maximum(inputs[0], 0))
+
+    def backward(self, grad_out: np.ndarray, inputs: list[np.ndarray],
+                 fwd: Forward) -> list[np.ndarray | None]:
+        # gradient passes where the input was positive
+        return [grad_out * (inputs[0] > 0)]
+
+
+Relu.examples = (
+    Example(Relu(), ((3, 4, 5),), "image"),
+    Example(Relu(), ((7,),), "vector"),
+)

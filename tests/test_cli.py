@@ -1,0 +1,98 @@
+"""`cnncalc analyze` as a user runs it: figures, formats, and clean errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from typer.testing import CliRunner
+
+from cnncalc.cli import app
+
+runner = CliRunner()
+NOTES_FIRST = "224x224x32|3x3x32x64(p=1)|224x224x64|MP|112x112x64"
+NOTES_SECOND = "224x224x32|3x3x32x64(p=0,s=2)|112x112x64"
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_notes_example_json_figures():
+    result = run("analyze", NOTES_FIRST, "--format", "json")
+    assert result.exit_code == 0, result.output
+    network = json.loads(result.stdout)["networks"][0]
+    assert network["output"] == [112, 112, 64]
+    totals = network["totals"]
+    # issue 2's acceptance figures: 3*3*32*64 + 64 params; 224*224*64*288 MACs; RF 3 + 1 = 4; stride 1*2
+    assert totals["params"] == 18_496
+    assert totals["macs"] == 924_844_032
+    assert totals["receptive_field"] == 4
+    assert totals["effective_stride"] == 2
+    assert [layer["op"] for layer in network["layers"]] == ["Conv", "MP"]
+    for key in ("trainable_params", "flops", "weight_bytes", "peak_activation_bytes", "training_bytes",
+                "effective_padding"):
+        assert key in totals
+    for d in network["diagnostics"]:
+        assert set(d) >= {"level", "message", "position"}
+
+
+def test_notes_second_design_fails_with_caret_and_fix():
+    result = run("analyze", NOTES_SECOND)
+    assert result.exit_code == 1
+    text = result.output
+    assert "111x111x64" in text and "112x112x64" in text
+    assert "p=1" in text
+    assert "^" in text
+    assert "Traceback" not in text
+
+
+def test_table_shows_layers_and_totals():
+    result = run("analyze", NOTES_FIRST)
+    assert result.exit_code == 0, result.output
+    assert "18,496" in result.stdout
+    assert "112x112x64" in result.stdout
+
+
+def test_csv_has_one_row_per_layer():
+    result = run("analyze", NOTES_FIRST, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [row["op"] for row in rows] == ["Conv", "MP"]
+    # MP output 112*112*64 elements * 4 bytes = 3,211,264
+    assert rows[1]["activation_bytes"] == "3211264"
+
+
+def test_markdown_has_tables():
+    result = run("analyze", NOTES_FIRST, "--format", "markdown")
+    assert result.exit_code == 0
+    assert "| # | name | layer |" in result.stdout
+
+
+def test_batch_and_dtype_scale_the_figures():
+    result = run("analyze", NOTES_FIRST, "--format", "json", "--batch", "4", "--dtype", "float16")
+    totals = json.loads(result.stdout)["networks"][0]["totals"]
+    assert totals["macs"] == 4 * 924_844_032
+    # weights: 18,496 params * 2 bytes
+    assert totals["weight_bytes"] == 36_992
+
+
+def test_output_file_is_written(tmp_path):
+    target = tmp_path / "out.json"
+    result = run("analyze", NOTES_FIRST, "--format", "json", "-o", str(target))
+    assert result.exit_code == 0
+    assert json.loads(target.read_text())["networks"][0]["totals"]["params"] == 18_496
+
+
+def test_bad_flags_and_inputs_are_clean_errors(tmp_path):
+    for args in (
+        ("analyze", NOTES_FIRST, "--format", "xml"),
+        ("analyze", NOTES_FIRST, "--dtype", "float8"),
+        ("analyze", str(tmp_path / "missing.yaml")),
+        ("analyze", "224x224x3|3x3x4x8"),
+        ("analyze", NOTES_FIRST, "-o", str(tmp_path / "no" / "such" / "dir.json"), "--format", "json"),
+    ):
+        result = run(*args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "error" in result.output and "Traceback" not in result.output
+    assert not list((tmp_path).glob("**/*.json"))
