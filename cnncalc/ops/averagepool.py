@@ -23,7 +23,7 @@ class AveragePool(_Pool):
 
     @classmethod
     def _extra_from_spec(cls, args: SpecArgs) -> dict[str, Any]:
-        cip = args.int("cip", "count_include_pad", default=0)
+        cip = args.integer("cip", "count_include_pad", default=0)
         if cip > 1:
             raise args.error(None, f"AP option cip={cip} must be 0 or 1")
         return {"count_include_pad": cip}

@@ -113,7 +113,7 @@ class SpecArgs:
         self._used.add(index)
         return self.items[index][1], index
 
-    def int(self, *keys: str, default: int, positional: int | None = None, minimum: int = 0) -> int:
+    def integer(self, *keys: str, default: int, positional: int | None = None, minimum: int = 0) -> int:
         """An integer option (first key is the canonical name)."""
         found = self.raw(*keys, positional=positional)
         if found is None:
@@ -128,7 +128,7 @@ class SpecArgs:
             raise self.error(index, f"option {keys[0]}={number} must be at least {minimum}")
         return number
 
-    def float(self, *keys: str, default: float, positional: int | None = None,
+    def real(self, *keys: str, default: float, positional: int | None = None,
               low: float = float("-inf"), high: float = float("inf")) -> float:
         """A real-valued option, checked to lie in [low, high]."""
         found = self.raw(*keys, positional=positional)

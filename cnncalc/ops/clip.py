@@ -32,8 +32,8 @@ class Clip(_Pointwise):
 
     @classmethod
     def from_spec(cls, args: SpecArgs, in_shapes: list[Shape]) -> Op:
-        low = args.float("min", "lo", default=0.0)
-        high = args.float("max", "hi", default=6.0, low=low)
+        low = args.real("min", "lo", default=0.0)
+        high = args.real("max", "hi", default=6.0, low=low)
         args.finish("Clip", "min (default 0), max (default 6)")
         return cls(low, high)
 

@@ -34,11 +34,11 @@ class Conv(Op):
     @classmethod
     def from_spec(cls, args: SpecArgs, in_shapes: list[Shape]) -> Op:
         kh, kw, cin, cout = args.dims
-        stride = args.int("s", "stride", default=1, minimum=1)
-        dilation = args.int("d", "dilation", default=1, minimum=1)
+        stride = args.integer("s", "stride", default=1, minimum=1)
+        dilation = args.integer("d", "dilation", default=1, minimum=1)
         depthwise = args.flag("dw", "depthwise")
-        group = cin if depthwise else args.int("g", "groups", "group", default=1, minimum=1)
-        bias = bool(args.int("b", "bias", default=1))
+        group = cin if depthwise else args.integer("g", "groups", "group", default=1, minimum=1)
+        bias = bool(args.integer("b", "bias", default=1))
         padding = args.raw("p", "pad", "padding")
         pads = (0, 0, 0, 0)
         if padding is not None:

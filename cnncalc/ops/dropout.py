@@ -29,7 +29,7 @@ class Dropout(Op):
 
     @classmethod
     def from_spec(cls, args: SpecArgs, in_shapes: list[Shape]) -> Op:
-        ratio = args.float("p", "ratio", default=0.5, positional=0, low=0.0, high=0.999)
+        ratio = args.real("p", "ratio", default=0.5, positional=0, low=0.0, high=0.999)
         args.finish("DO", "p (drop probability, first; default 0.5)")
         return cls(ratio)
 
