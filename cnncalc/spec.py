@@ -174,8 +174,8 @@ def _lex_options(src: _Source, start: int) -> _Token:
             options.append((key, value, value_at))
         elif options and options[-1][0] is not None and _INT.match(piece):
             # a whole number after key=value continues that value: p=1,0,1,0
-            key, _value, value_at = options[-1]
-            options[-1] = (key, text[value_at:piece_end].strip(), value_at)
+            previous_key, _value, value_at = options[-1]
+            options[-1] = (previous_key, text[value_at:piece_end].strip(), value_at)
         else:
             options.append((None, piece.strip(), at))
         piece_start = piece_end + 1

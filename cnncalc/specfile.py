@@ -82,20 +82,16 @@ def _load_yaml(path: str) -> SpecFile:
         raise SpecFileError(f"{path}: has neither network: nor variants:",
                             hint='add network: "224x224x3 | 3x3x3x16(p=1) | ReLU", '
                                  'or variants: (name -> network)')
-    common = {
-        "input_shape": _input(data, path),
-        "blocks": _blocks(data, path),
-        "defaults": _defaults(data, path),
-        "dtype": _dtype(data, path),
-        "batch": _batch(data, path),
-    }
+    input_shape, blocks, defaults = _input(data, path), _blocks(data, path), _defaults(data, path)
+    dtype, batch = _dtype(data, path), _batch(data, path)
     if "network" in data:
         networks = {name: (_chain_text(data["network"], path, "network"), "network")}
     else:
         networks = _variants(data["variants"], path)
     graphs = []
     for variant, (text, key) in networks.items():
-        graph = parse(text, name=variant, source=f"{path}: {key}", **common)
+        graph = parse(text, name=variant, input_shape=input_shape, blocks=blocks, defaults=defaults,
+                      dtype=dtype, batch=batch, source=f"{path}: {key}")
         graphs.append(dataclasses.replace(graph, description=description) if description else graph)
     return SpecFile(name=name, description=description, networks=graphs, profiles=_profiles(data, path),
                     path=path)

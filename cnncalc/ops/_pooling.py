@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import ShapeError, UnsupportedOpError
 from ._windows import kernel_slices, pad_images
 from .base import Op, Shape, SpecArgs, Window, numel, spatial, window_out
-from .conv import same_pads
+from .conv import read_pads, same_pads
 
 Pads = tuple[int, int, int, int]
 
@@ -193,20 +193,5 @@ def _read_pair(args: SpecArgs, keys: tuple[str, ...], positional: int | None,
 
 def _read_pads(args: SpecArgs, in_shapes: list[Shape], kernel: tuple[int, int],
                strides: tuple[int, int]) -> Pads:
-    """`p=1`, `p=same` or `p=top,left,bottom,right`."""
-    found = args.raw("p", "pad", "padding")
-    if found is None:
-        return (0, 0, 0, 0)
-    value, index = found
-    if value.lower() == "same":
-        spatial(in_shapes[0], "pooling")
-        return same_pads(in_shapes[0], kernel, strides, (1, 1))
-    try:
-        numbers = [int(part) for part in value.split(",")]
-    except ValueError:
-        raise args.error(index, f"padding p={value!r} is not a whole number or 'same'",
-                         hint="write p=1 or p=same") from None
-    if len(numbers) not in (1, 4) or min(numbers) < 0:
-        raise args.error(index, f"padding p={value!r} must be one or four whole numbers of at least 0",
-                         hint="write p=1 or p=same")
-    return (numbers[0],) * 4 if len(numbers) == 1 else tuple(numbers)  # type: ignore[return-value]
+    """Pools read `p` exactly as convs do."""
+    return read_pads(args, in_shapes, kernel, strides, (1, 1), "pooling")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShapeError
-from ._windows import add_windows, crop_pads, pad_images, window_view
+from ._windows import add_windows, crop_pads, im2col, pad_images, window_view
 from .base import Example, Forward, Op, Shape, SpecArgs, WeightSpec, Window, spatial, window_out
 
 
@@ -39,21 +39,7 @@ class Conv(Op):
         depthwise = args.flag("dw", "depthwise")
         group = cin if depthwise else args.integer("g", "groups", "group", default=1, minimum=1)
         bias = bool(args.integer("b", "bias", default=1))
-        padding = args.raw("p", "pad", "padding")
-        pads = (0, 0, 0, 0)
-        if padding is not None:
-            value, index = padding
-            if value.lower() == "same":
-                pads = same_pads(in_shapes[0], (kh, kw), (stride, stride), (dilation, dilation))
-            else:
-                try:
-                    p = int(value)
-                except ValueError:
-                    raise args.error(index, f"padding p={value!r} is not a whole number or 'same'",
-                                     hint="write p=1 or p=same") from None
-                if p < 0:
-                    raise args.error(index, f"padding p={p} is negative", hint="write p=0 or more")
-                pads = (p, p, p, p)
+        pads = read_pads(args, in_shapes, (kh, kw), (stride, stride), (dilation, dilation), "conv")
         if "bias" in args.defaults and args.raw("b", "bias") is None:
             bias = bool(args.defaults["bias"])
         args.finish("Conv", "p (int or same), s, d, g or dw, b (0 or 1)")
@@ -179,47 +165,107 @@ class Conv(Op):
     # ---- NumPy ---------------------------------------------------------------
     def forward(self, inputs: list[np.ndarray], training: bool = False,
                 rng: np.random.Generator | None = None) -> Forward:
-        """im2col through a strided view, then one batched BLAS matmul over the groups."""
+        """im2col through a strided view, then one BLAS matmul per group; depthwise as kh*kw multiply-adds."""
         x, w = inputs[0], inputs[1]
         n = x.shape[0]
         _, ho, wo = self.output_shape([tuple(x.shape[1:])])
-        g, cin, cout = self.group, self.in_channels, self.out_channels
-        cg, og = cin // g, cout // g
+        if self.in_channels == self.group and self.group > 1:
+            y, cache, macs = self._depthwise_forward(x, w, (ho, wo))
+        else:
+            g, og = self.group, self.out_channels // self.group
+            cols, padded_shape = im2col(x, self.kernel_shape, self.strides, self.dilations, self.pads, (ho, wo))
+            cols = cols.reshape(n, g, -1, ho * wo)  # (N, g, K, Ho*Wo), K = Cin/g * kh * kw
+            w_cols = w.reshape(g, og, -1)  # (g, og, K)
+            out = np.matmul(w_cols, cols)  # (N, g, og, Ho*Wo): NCHW as it comes out
+            # N * g matrix products of (og x K) by (K x Ho*Wo)
+            macs = cols.shape[0] * cols.shape[1] * w_cols.shape[1] * cols.shape[2] * cols.shape[3]
+            y = out.reshape(n, self.out_channels, ho, wo)
+            cache = (cols, padded_shape)
+        if self.bias:
+            y += inputs[2].reshape(1, -1, 1, 1)  # y is the kernel's own new array
+        return Forward(y, cache=cache, macs=macs)
+
+    def _depthwise_forward(self, x: np.ndarray, w: np.ndarray,
+                           out_hw: tuple[int, int]) -> tuple[np.ndarray, Any, int]:
+        """One input channel per group: a multiply-add of strided slices per kernel position, all channels at once."""
+        n, g = x.shape[0], self.group
+        og = self.out_channels // g
         kh, kw = self.kernel_shape
         xp = pad_images(x, self.pads)
-        view = window_view(xp, self.kernel_shape, self.strides, self.dilations, (ho, wo))
-        # (N, C, Ho, Wo, kh, kw) -> (g, N*Ho*Wo, Cg*kh*kw): the one copy im2col needs
-        cols = (view.reshape(n, g, cg, ho, wo, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6)
-                .reshape(g, n * ho * wo, cg * kh * kw))
-        w_cols = w.reshape(g, og, cg * kh * kw).transpose(0, 2, 1)
-        out = np.matmul(cols, w_cols)  # (g, N*Ho*Wo, og)
-        macs = cols.shape[0] * cols.shape[1] * cols.shape[2] * w_cols.shape[2]
-        y = out.reshape(g, n, ho, wo, og).transpose(1, 0, 4, 2, 3).reshape(n, cout, ho, wo)
-        if self.bias:
-            y = y + inputs[2].reshape(1, cout, 1, 1)
-        else:
-            y = np.ascontiguousarray(y)
-        return Forward(y, cache=(cols, xp.shape), macs=macs)
+        view = window_view(xp, self.kernel_shape, self.strides, self.dilations, out_hw)  # (N, C, Ho, Wo, kh, kw)
+        taps = w.reshape(g, og, kh, kw)
+        y = np.empty((n, g, og, *out_hw), dtype=x.dtype)
+        term = np.empty_like(y)
+        for i in range(kh):
+            for j in range(kw):
+                target = y if (i, j) == (0, 0) else term
+                np.multiply(view[:, :, None, :, :, i, j], taps[None, :, :, i, j, None, None], out=target)
+                if target is term:
+                    y += term
+        macs = kh * kw * y.size  # each output element takes one multiply-add per kernel position
+        return y.reshape(n, self.out_channels, *out_hw), (xp,), macs
 
-    def backward(self, grad_out: np.ndarray, inputs: list[np.ndarray],
-                 fwd: Forward) -> list[np.ndarray | None]:
+    def backward(self, grad_out: np.ndarray, inputs: list[np.ndarray], fwd: Forward) -> list[np.ndarray | None]:
         w = inputs[1]
-        cols, padded_shape = fwd.cache
-        n, cout, ho, wo = grad_out.shape
-        g, cin = self.group, self.in_channels
-        cg, og = cin // g, cout // g
-        kh, kw = self.kernel_shape
-        grads = grad_out.reshape(n, g, og, ho, wo).transpose(1, 0, 3, 4, 2).reshape(g, n * ho * wo, og)
-        w_cols = w.reshape(g, og, cg * kh * kw)
-        grad_w = np.matmul(cols.transpose(0, 2, 1), grads).transpose(0, 2, 1).reshape(w.shape)
-        grad_cols = np.matmul(grads, w_cols)  # (g, N*Ho*Wo, Cg*kh*kw)
-        grad_windows = (grad_cols.reshape(g, n, ho, wo, cg, kh, kw).transpose(1, 0, 4, 2, 3, 5, 6)
-                        .reshape(n, cin, ho, wo, kh, kw))
-        grad_xp = add_windows(grad_windows, padded_shape[2:], self.strides, self.dilations)
-        result: list[np.ndarray | None] = [crop_pads(grad_xp, self.pads), grad_w]
+        if self.in_channels == self.group and self.group > 1:
+            grad_x, grad_w = self._depthwise_backward(grad_out, w, fwd.cache[0])
+        else:
+            cols, padded_shape = fwd.cache
+            n, cout, ho, wo = grad_out.shape
+            g, cin = self.group, self.in_channels
+            cg, og = cin // g, cout // g
+            kh, kw = self.kernel_shape
+            grads = grad_out.reshape(n, g, og, ho * wo)
+            w_cols = w.reshape(g, og, cg * kh * kw)
+            # dW = sum over samples of grad (og x HoWo) @ cols^T (HoWo x K)
+            grad_w = np.matmul(grads, cols.transpose(0, 1, 3, 2)).sum(axis=0).reshape(w.shape)
+            grad_cols = np.matmul(w_cols.transpose(0, 2, 1), grads)  # (N, g, K, Ho*Wo)
+            grad_windows = grad_cols.reshape(n, cin, kh, kw, ho, wo).transpose(0, 1, 4, 5, 2, 3)
+            grad_xp = add_windows(grad_windows, padded_shape[2:], self.strides, self.dilations)
+            grad_x = crop_pads(grad_xp, self.pads)
+        result: list[np.ndarray | None] = [grad_x, grad_w]
         if self.bias:
             result.append(grad_out.sum(axis=(0, 2, 3)))
         return result
+
+    def _depthwise_backward(self, grad_out: np.ndarray, w: np.ndarray,
+                            xp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per kernel position: dW from the slice it read, dX by adding the weighted gradient back onto it."""
+        n, _, ho, wo = grad_out.shape
+        g, og = self.group, self.out_channels // self.group
+        kh, kw = self.kernel_shape
+        grads = grad_out.reshape(n, g, og, ho, wo)
+        taps = w.reshape(g, og, kh, kw)
+        view = window_view(xp, self.kernel_shape, self.strides, self.dilations, (ho, wo))
+        grad_w = np.empty((g, og, kh, kw), dtype=grad_out.dtype)
+        grad_windows = np.empty((n, g, ho, wo, kh, kw), dtype=grad_out.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                grad_w[:, :, i, j] = np.einsum("ngohw,nghw->go", grads, view[:, :, :, :, i, j])
+                grad_windows[:, :, :, :, i, j] = np.einsum("ngohw,go->nghw", grads, taps[:, :, i, j])
+        grad_xp = add_windows(grad_windows, xp.shape[2:], self.strides, self.dilations)
+        return crop_pads(grad_xp, self.pads), grad_w.reshape(w.shape)
+
+
+def read_pads(args: SpecArgs, in_shapes: list[Shape], kernel: tuple[int, int], strides: tuple[int, int],
+              dilations: tuple[int, int], op_name: str) -> tuple[int, int, int, int]:
+    """`p=1`, `p=same` or `p=top,left,bottom,right` (convs and pools read padding alike)."""
+    found = args.raw("p", "pad", "padding")
+    if found is None:
+        return (0, 0, 0, 0)
+    value, index = found
+    if value.lower() == "same":
+        spatial(in_shapes[0], op_name)
+        return same_pads(in_shapes[0], kernel, strides, dilations)
+    try:
+        numbers = [int(part) for part in value.split(",")]
+    except ValueError:
+        raise args.error(index, f"padding p={value!r} is not a whole number or 'same'",
+                         hint="write p=1 or p=same") from None
+    if len(numbers) not in (1, 4) or min(numbers) < 0:
+        raise args.error(index, f"padding p={value!r} must be one or four whole numbers of at least 0",
+                         hint="write p=1, p=same or p=top,left,bottom,right")
+    return (numbers[0],) * 4 if len(numbers) == 1 else tuple(numbers)  # type: ignore[return-value]
 
 
 def same_pads(in_shape: Shape, kernel: tuple[int, ...], strides: tuple[int, ...], dilations: tuple[int, ...],
