@@ -1,0 +1,352 @@
+"""Hardware profiles and the cost model: hand-derived rooflines, batch limits, profile files, the published set."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cnncalc.analysis import analyze
+from cnncalc.cli import app
+from cnncalc.errors import CnnCalcError, SpecFileError
+from cnncalc.hardware import (
+    calibrate_host,
+    estimate_network,
+    get_profiles,
+    load_profiles,
+    save_host_profile,
+)
+from cnncalc.ops.conv import Conv
+from cnncalc.spec import parse
+from cnncalc.specfile import load
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+# A toy device with round numbers, so every figure below can be derived by hand.
+TOY = """
+profiles:
+  toy:
+    description: round numbers for hand arithmetic
+    peak_tflops: {float32: 0.001}          # 1e9 FLOP/s
+    mem_gb_per_s: 1                        # 1e9 B/s
+    mem_gib: 1
+    usable_mem_gib: 0.0009765625           # 1 MiB = 1,048,576 B
+    launch_overhead_us: 1
+    mem_efficiency: 0.5                    # 0.5e9 B/s effective
+    efficiency: {conv: 0.5, conv_winograd: 1.0, gemm: 0.25, depthwise: 1, pool: 1, elementwise: 1, concat: 1}
+    sources: {peak_tflops: "made up for the test"}
+"""
+TINY = "8x8x4 | 3x3x4x8(p=1) | ReLU | MP | FC(10)"
+
+
+@pytest.fixture(autouse=True)
+def isolated_config(tmp_path, monkeypatch):
+    """No test reads or writes the real per-user config."""
+    monkeypatch.setenv("CNNCALC_CONFIG_DIR", str(tmp_path / "config"))
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def toy(tmp_path):
+    return get_profiles(["toy"], [write(tmp_path, "toy.yaml", TOY)])[0]
+
+
+# ---- the roofline, by hand ----------------------------------------------------------
+def test_roofline_of_a_tiny_network_by_hand(toy):
+    report = analyze(parse(TINY), batch=2, profiles=[toy])
+    cost = report.costs["toy"]
+    by_name = {layer.label: c for layer, c in zip(report.layers, cost.layers, strict=True)}
+    us = 1e-6
+    # conv 3x3x4x8(p=1), 3x3 stride 1 -> conv_winograd (efficiency 1.0), batch 2, float32:
+    #   FLOPs = 2 * (8*8*8 outputs * 4*9 MACs) + 512 bias adds = 37,376 per sample -> 74,752
+    #   bytes = input 2*256*4 = 2,048 + output 2*512*4 = 4,096 + weights (288 + 8)*4 = 1,184 -> 7,328
+    #   compute 74,752 / 1e9 = 74.752 us > memory 7,328 / 0.5e9 = 14.656 us -> compute-bound, + 1 us
+    conv = by_name["3x3x4x8(p=1)"]
+    assert (conv.flops, conv.bytes, conv.bound) == (74_752, 7_328, "compute")
+    assert conv.time_s == pytest.approx(75.752 * us)
+    assert conv.intensity == pytest.approx(74_752 / 7_328)
+    # ReLU: 1,024 FLOPs; bytes 4,096 in + 4,096 out = 8,192 -> 16.384 us memory > 1.024 us compute
+    relu = by_name["ReLU"]
+    assert (relu.bound, relu.bytes) == ("memory", 8_192)
+    assert relu.time_s == pytest.approx(17.384 * us)
+    # MP 2x2: 4*4*8 = 128 outputs/sample, 3 comparisons each -> 768 FLOPs; bytes 4,096 + 1,024 = 5,120
+    #   memory 5,120 / 0.5e9 = 10.24 us -> 11.24 us
+    assert by_name["MP"].time_s == pytest.approx(11.24 * us)
+    # FC(10) on 128 features: FLOPs 2*(2*1,280) + 2*10 = 5,140; bytes 1,024 + 80 + 1,290*4 = 6,264
+    #   compute 5,140 / (1e9 * 0.25) = 20.56 us > memory 12.528 us -> 21.56 us
+    fc = by_name["FC(10)"]
+    assert (fc.bound, fc.bytes) == ("compute", 6_264)
+    assert fc.time_s == pytest.approx(21.56 * us)
+    # the Flatten before FC launches no kernel
+    assert [c.bound for c in cost.layers].count("none") == 1
+    # latency 75.752 + 17.384 + 11.24 + 21.56 = 125.936 us; 2 samples per pass
+    assert cost.latency_s == pytest.approx(125.936 * us)
+    assert cost.throughput_per_s == pytest.approx(2 / (125.936 * us))
+    # compute 97.312 us vs memory 28.624 us -> the network is compute-bound
+    assert cost.bound == "compute"
+    # forward + backward = 3 x forward; SGD-momentum step: 1,586 params * 4 B * (3 + 2*1) / 0.5e9 + 1 us
+    assert cost.forward_backward_s == pytest.approx(377.808 * us)
+    assert cost.train_step_s == pytest.approx((377.808 + 63.44 + 1) * us)
+
+
+def test_overhead_bound_when_the_launch_cost_dominates(tmp_path):
+    slow = TOY + "  slow-launch: {extends: toy, launch_overhead_us: 1000}\n"
+    profile = get_profiles(["slow-launch"], [write(tmp_path, "p.yaml", slow)])[0]
+    cost = analyze(parse(TINY), batch=2, profiles=[profile]).costs["slow-launch"]
+    # every kernel's work is below 76 us, far under 1,000 us
+    assert {c.bound for c in cost.layers} == {"overhead", "none"}
+    assert cost.bound == "overhead"
+    assert cost.latency_s == pytest.approx(4 * 1000e-6, rel=0.05)
+
+
+def test_max_batch_by_hand(toy):
+    report = analyze(parse(TINY), batch=2, profiles=[toy])
+    cost = report.costs["toy"]
+    # weights: (288 + 8) + (1,280 + 10) = 1,586 params * 4 B = 6,344 B; usable 1,048,576 B
+    # inference peak per sample: conv output 2,048 + ReLU output 2,048 live together = 4,096 B
+    #   floor((1,048,576 - 6,344) / 4,096) = floor(254.45) = 254
+    assert cost.max_batch_inference == 254
+    # training keeps the input (1,024) and every output (2,048 + 2,048 + 512 + 512 Flatten + 40) = 6,184 B/sample
+    # fixed: weights + grads = 12,688 (SGD), + 1 slot 19,032 (momentum), + 2 slots 25,376 (Adam)
+    #   SGD floor(1,035,888 / 6,184) = 167; momentum floor(1,029,544 / 6,184) = 166; Adam floor(1,023,200 / 6,184) = 165
+    assert cost.max_batch_training == {"sgd": 167, "sgd-momentum": 166, "adam": 165}
+    assert cost.usable_bytes == 1_048_576
+    # the same network analysed at another batch gives the same limits (fixed and per-sample parts split right)
+    again = analyze(parse(TINY), batch=7, profiles=[toy]).costs["toy"]
+    assert (again.max_batch_inference, again.max_batch_training) == (254, cost.max_batch_training)
+
+
+def test_a_network_that_never_fits_gives_zero(tmp_path):
+    tiny_memory = TOY + "  cramped: {extends: toy, usable_mem_gib: 0.000004}\n"  # 4,294 B < 6,344 B of weights
+    profile = get_profiles(["cramped"], [write(tmp_path, "p.yaml", tiny_memory)])[0]
+    cost = analyze(parse(TINY), profiles=[profile]).costs["cramped"]
+    assert cost.max_batch_inference == 0
+    assert set(cost.max_batch_training.values()) == {0}
+    assert cost.to_json()["fits"] is False
+
+
+def test_missing_dtype_peak_is_a_clear_error():
+    report = analyze(parse(TINY), dtype="int8")
+    with pytest.raises(CnnCalcError, match="titan-x-maxwell.*no peak rate for int8"):
+        estimate_network(report, get_profiles(["titan-x-maxwell"])[0])
+
+
+def test_fused_classes_cost_nothing_on_tensorrt():
+    report = analyze(load(str(ROOT / "specs" / "resnet18.yaml")).networks[0], dtype="float16",
+                     profiles=get_profiles(["jetson-nano"]))
+    cost = report.costs["jetson-nano"]
+    for layer, layer_cost in zip(report.layers, cost.layers, strict=True):
+        if layer.cost_class == "elementwise":
+            assert (layer_cost.time_s, layer_cost.bound, layer_cost.fused) == (0.0, "none", True)
+        if layer.cost_class.startswith("conv"):
+            assert layer_cost.time_s > 0
+
+
+def test_conv_kernel_classes():
+    assert Conv((3, 3), 32, 64, pads=(1, 1, 1, 1)).kernel_class() == "conv_winograd"
+    assert Conv((3, 3), 32, 64, strides=(2, 2)).kernel_class() == "conv"
+    assert Conv((3, 3), 32, 64, dilations=(2, 2)).kernel_class() == "conv"
+    assert Conv((1, 1), 32, 64).kernel_class() == "conv"
+    assert Conv((3, 3), 32, 32, group=32).kernel_class() == "depthwise"
+    assert Conv((3, 3), 32, 64, group=2).kernel_class() == "conv"
+
+
+# ---- the design notes' example on both devices ---------------------------------------
+def test_notes_example_on_titan_x_and_jetson_nano():
+    spec = load(str(ROOT / "specs" / "titan_x_vs_jetson_nano.yaml"))
+    assert spec.profiles == ["titan-x-maxwell", "jetson-nano"]
+    profiles = get_profiles(spec.profiles)
+    full, strided = (analyze(graph, profiles=profiles) for graph in spec.networks)
+    # MACs: 224*224*64 * 3*3*32 = 924,844,032 vs 112*112*64 * 288 = 231,211,008: exactly a quarter
+    assert (full.totals.macs, strided.totals.macs) == (924_844_032, 231_211_008)
+    assert strided.totals.macs * 4 == full.totals.macs
+    # activations (float32): 224*224*64*4 = 12,845,056 + MP 3,211,264 vs 112*112*64*4 = 3,211,264 -> a fifth
+    assert (full.totals.activation_bytes, strided.totals.activation_bytes) == (16_056_320, 3_211_264)
+    # inference peak: input 6,422,528 + conv output 12,845,056 vs input + 3,211,264
+    assert (full.totals.peak_activation_bytes, strided.totals.peak_activation_bytes) == (19_267_584, 9_633_792)
+    for name in ("titan-x-maxwell", "jetson-nano"):
+        full_cost, strided_cost = full.costs[name], strided.costs[name]
+        # full-res conv: 1,852,899,328 FLOPs over 19,341,568 B = 95.8 FLOP/B, above the Winograd ridge of
+        #   both (Titan X: 6.14e12*1.852 / (336.5e9*0.4853) = 69.6; Nano fp32: 0.2359e12*0.9804 / 12.42e9 = 18.6)
+        # strided conv: 463,224,832 FLOPs / 9,707,776 B = 47.7, above the conv ridge (37.1 and 9.9)
+        # max-pool: 2.4e6 comparisons over 16 MB -> memory-bound everywhere
+        assert [c.bound for c in full_cost.layers] == ["compute", "memory"]
+        assert [c.bound for c in strided_cost.layers] == ["compute"]
+        assert full_cost.layers[0].intensity == pytest.approx(1_852_899_328 / 19_341_568)
+        assert strided_cost.latency_s < full_cost.latency_s
+    # the Nano is the slower device by far (its peaks are ~26x and bandwidth ~13x lower)
+    assert full.costs["jetson-nano"].latency_s > 10 * full.costs["titan-x-maxwell"].latency_s
+
+
+# ---- profiles as data ------------------------------------------------------------------
+def test_builtin_profiles_and_their_sources():
+    profiles = load_profiles()
+    for name in ("titan-x-maxwell", "titan-x-pascal", "jetson-nano", "jetson-orin-nano", "rtx-3090", "a100", "h100"):
+        profile = profiles[name]
+        for dtype in profile.peak_flops_per_s:
+            assert f"peak_tflops.{dtype}" in profile.sources or "peak_tflops" in profile.sources, (name, dtype)
+        for key in ("mem_gb_per_s", "mem_gib", "usable_mem_gib", "efficiency_scale", "launch_overhead_us",
+                    "mem_efficiency", *(f"efficiency.{c}" for c in profile.efficiency)):
+            assert profile.sources.get(key), (name, key)
+        assert 0 < profile.usable_mem_bytes <= profile.mem_bytes
+    nano, pascal = profiles["jetson-nano"], profiles["titan-x-pascal"]
+    # NVIDIA: Jetson Nano 472 GFLOPS fp16 = 2 x 235.9 fp32; GP102 runs fp16 at 1/64 of fp32
+    assert nano.peak_flops_per_s["float16"] == pytest.approx(2 * nano.peak_flops_per_s["float32"], rel=1e-3)
+    assert pascal.peak_flops_per_s["float16"] == pytest.approx(pascal.peak_flops_per_s["float32"] / 64, rel=1e-3)
+    # the Nano's 4 GB are shared with the CPU and OS: a model gets less
+    assert nano.mem_bytes == 4 * 2**30 and nano.usable_mem_bytes < nano.mem_bytes
+
+
+def test_user_config_then_profiles_files_override(tmp_path, monkeypatch):
+    config = tmp_path / "config"
+    config.mkdir()
+    write(config, "profiles.yaml", "profiles:\n  jetson-nano: {usable_mem_gib: 3, peak_tflops: {int8: 1}}\n")
+    nano = load_profiles()["jetson-nano"]
+    assert nano.usable_mem_bytes == 3 * 2**30
+    # peak_tflops merges key by key: the built-in float16 stays
+    assert nano.peak_flops_per_s == pytest.approx({"float32": 0.2359e12, "float16": 0.4719e12, "int8": 1e12})
+    assert nano.origin.endswith("profiles.yaml")
+    later = write(tmp_path, "later.yaml", "jetson-nano: {usable_mem_gib: 2}\n")  # a bare mapping works too
+    assert load_profiles([later])["jetson-nano"].usable_mem_bytes == 2 * 2**30
+    # without CNNCALC_CONFIG_DIR, $XDG_CONFIG_HOME/cnncalc is read
+    monkeypatch.delenv("CNNCALC_CONFIG_DIR")
+    xdg = tmp_path / "xdg"
+    (xdg / "cnncalc").mkdir(parents=True)
+    write(xdg / "cnncalc", "profiles.yaml", "profiles:\n  mine: {extends: a100, mem_gib: 40, usable_mem_gib: 39}\n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(xdg))
+    mine = load_profiles()["mine"]
+    assert mine.mem_bytes == 40 * 2**30 and mine.peak_flops_per_s["float16"] == 312e12
+    assert mine.sources["mem_gb_per_s"].startswith("from a100:")
+
+
+def test_unknown_profile_suggests_the_near_name():
+    with pytest.raises(CnnCalcError) as caught:
+        get_profiles(["jetson-nanoo"])
+    assert "did you mean 'jetson-nano'" in caught.value.render()
+    assert "titan-x-maxwell" in caught.value.render()
+
+
+BAD_FILES = [
+    # (file text, what the message must name besides the file and the profile)
+    ("profiles:\n  gpu: {peak_tflops: {float32: 1}, mem_gib: 8}\n", "'mem_gb_per_s' is missing"),
+    ("profiles:\n  gpu: {peak_tflops: {float32: 1}, mem_gb_per_s: -5, mem_gib: 8}\n", "'mem_gb_per_s' must be"),
+    ("profiles:\n  gpu: {peak_tflops: {fp16: 1}, mem_gb_per_s: 5, mem_gib: 8}\n",
+     "'peak_tflops' has unknown dtype 'fp16'"),
+    ("profiles:\n  gpu: {peak_tflops: {float32: 1}, mem_gb_per_s: 5, mem_gib: 8, usable_mem_gib: 9}\n",
+     "'usable_mem_gib' must be"),
+    ("profiles:\n  gpu: {peak_tflops: {float32: 1}, mem_gb_per_s: fast, mem_gib: 8}\n",
+     "'mem_gb_per_s' must be a number"),
+    ("profiles:\n  gpu: {peak_tflop: {float32: 1}, mem_gb_per_s: 5, mem_gib: 8}\n", "unknown field 'peak_tflop'"),
+    ("profiles:\n  gpu: {extends: titan-x, mem_gib: 8}\n", "'extends' names unknown profile 'titan-x'"),
+    ("profiles:\n  gpu: {extends: a100, efficiency: {convv: 0.5}}\n", "unknown kernel class 'convv'"),
+    ("profiles:\n  gpu: {extends: a100, mem_efficiency: 1.5}\n", "'mem_efficiency' must be"),
+    ("profiles:\n  gpu: {extends: [a100]}\n", "'extends' names unknown profile"),
+    ("profiles:\n  gpu: {extends: gpu}\n", "'extends' makes a cycle"),
+    ("profiles:\n  gpu: {extends: a100, fused: elementwise}\n", "'fused' must be a list"),
+]
+
+
+@pytest.mark.parametrize(("text", "problem"), BAD_FILES)
+def test_bad_profile_file_names_file_profile_and_field(tmp_path, text, problem):
+    path = write(tmp_path, "bad.yaml", text)
+    with pytest.raises(SpecFileError) as caught:
+        load_profiles([path])
+    message = caught.value.render()
+    assert str(path) in message and "'gpu'" in message and problem in message
+
+
+def test_unreadable_profile_files(tmp_path):
+    with pytest.raises(SpecFileError, match="does not exist"):
+        load_profiles([tmp_path / "missing.yaml"])
+    with pytest.raises(SpecFileError, match="not valid YAML"):
+        load_profiles([write(tmp_path, "broken.yaml", "profiles: {gpu: [\n")])
+    with pytest.raises(SpecFileError, match="only the built-in file sets `defaults`"):
+        load_profiles([write(tmp_path, "defaults.yaml", "defaults: {mem_efficiency: 1}\n")])
+
+
+# ---- calibration -----------------------------------------------------------------------
+def test_calibrate_saves_a_host_profile_that_loads(tmp_path):
+    config = tmp_path / "config"
+    config.mkdir()
+    write(config, "profiles.yaml", "profiles:\n  other: {extends: a100}\n")
+    host = calibrate_host(matmul_n=32, copy_mib=1, conv_size=4, repeats=1)
+    assert host.peak_flops_per_s["float32"] > 0 and host.mem_bytes_per_s > 0
+    assert 0 < host.efficiency["conv"] <= 1 and host.launch_overhead_s > 0
+    path = save_host_profile(host)
+    assert path == config / "profiles.yaml"
+    loaded = load_profiles()
+    assert "other" in loaded  # the file's other profiles are kept
+    assert loaded["host"].peak_flops_per_s["float32"] == pytest.approx(host.peak_flops_per_s["float32"], rel=1e-3)
+    cost = analyze(parse(TINY), profiles=[loaded["host"]]).costs["host"]
+    assert cost.latency_s > 0
+
+
+# ---- the CLI ---------------------------------------------------------------------------
+def test_cli_profiles_list_show_and_unknown():
+    listing = runner.invoke(app, ["profiles"])
+    assert listing.exit_code == 0, listing.output
+    for name in ("titan-x-maxwell", "titan-x-pascal", "jetson-nano", "jetson-orin-nano", "rtx-3090", "a100", "h100"):
+        assert name in listing.stdout
+    shown = runner.invoke(app, ["profiles", "jetson-nano"])
+    assert shown.exit_code == 0 and "25.6 GB/s" in shown.stdout and "usable_mem_gib" in shown.stdout
+    data = json.loads(runner.invoke(app, ["profiles", "a100", "--format", "json"]).stdout)
+    assert data["a100"]["mem_bytes_per_s"] == 2039e9
+    missing = runner.invoke(app, ["profiles", "jetson-nanoo"])
+    assert missing.exit_code == 1 and "did you mean 'jetson-nano'" in missing.output
+
+
+def test_cli_analyze_with_profiles_json(tmp_path):
+    extra = write(tmp_path, "toy.yaml", TOY)
+    result = runner.invoke(app, ["analyze", str(ROOT / "specs" / "titan_x_vs_jetson_nano.yaml"), "-p", "toy",
+                                 "-p", "jetson-nano", "--profiles", str(extra), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    networks = json.loads(result.stdout)["networks"]
+    assert [n["name"] for n in networks] == ["full-res-then-pool", "strided"]
+    for network in networks:
+        assert set(network["profiles"]) == {"toy", "jetson-nano"}
+        summary = network["profiles"]["jetson-nano"]
+        assert set(summary) >= {"latency_ms", "throughput_per_s", "train_step_ms", "bound", "max_batch_inference",
+                                "max_batch_training"}
+        assert set(summary["max_batch_training"]) == {"sgd", "sgd-momentum", "adam"}
+        assert all(set(layer["time_ms"]) == {"toy", "jetson-nano"} for layer in network["layers"])
+
+
+def test_cli_calibrate_quick_writes_the_config(tmp_path):
+    result = runner.invoke(app, ["calibrate", "--quick"])
+    assert result.exit_code == 0, result.output
+    assert "peak_tflops.float32" in result.stdout
+    assert (tmp_path / "config" / "profiles.yaml").is_file()
+    assert "host" in runner.invoke(app, ["profiles"]).stdout
+
+
+# ---- the published measurements ----------------------------------------------------------
+def _benchmark_module():
+    path = ROOT / "benchmarks" / "cost_model_vs_published.py"
+    spec = importlib.util.spec_from_file_location("cost_model_vs_published", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_published_set_within_the_acceptance_bounds():
+    bench = _benchmark_module()
+    cases = bench.published_cases()
+    # every pair of benchmarks/published_measurements.yaml (jcjohnson/cnn-benchmarks, torch2trt) is judged
+    assert len(cases) == 21
+    errors = bench.errors_pct(cases, bench.Predictor(cases), load_profiles())
+    for group in ("Titan X forward", "Titan X forward+backward", "Jetson Nano TensorRT fp16"):
+        chosen = [abs(e) for c, e in zip(cases, errors, strict=True) if c.group == group]
+        assert statistics.median(chosen) <= 20, group
+        assert max(chosen) <= 40, group
