@@ -6,15 +6,17 @@ exit code 1 (see `friendly`); the library itself never prints.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import CnnCalcError
 
@@ -42,7 +44,9 @@ def friendly(command: F) -> F:
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except CnnCalcError as error:
-            err.print(f"[bold red]error:[/bold red] {error.render()}", markup=True, highlight=False, soft_wrap=True)
+            # escaped: messages quote spec text and hints such as 'cnncalc[plot]', which are not rich markup
+            err.print(f"[bold red]error:[/bold red] {escape(error.render())}", markup=True, highlight=False,
+                      soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("[red]interrupted[/red]")
@@ -70,6 +74,9 @@ DtypeOpt = Annotated[str | None, typer.Option("--dtype", help="float32, float16 
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table, json, csv or markdown.")]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")]
 VariantOpt = Annotated[list[str] | None, typer.Option("--variant", help="Only these variants of a file (repeatable).")]
+ObjectSizeOpt = Annotated[int | None, typer.Option(
+    "--object-size", min=1, help="Object size in input pixels: advice names the layer whose receptive field "
+                                 "first covers it.")]
 UnsupportedOpt = Annotated[bool, typer.Option(
     "--allow-unsupported", help="ONNX input: skip ops cnncalc does not know; totals become lower bounds.")]
 
@@ -143,8 +150,11 @@ def analyze(
     output: OutputOpt = None,
     variant: VariantOpt = None,
     allow_unsupported: UnsupportedOpt = False,
+    top: Annotated[int, typer.Option("--top", min=0, help="Only the N most expensive layers in the table.")] = 0,
+    object_size: ObjectSizeOpt = None,
 ) -> None:
     """Per-layer shapes, receptive fields, params, MACs/FLOPs, memory, and hardware estimates."""
+    from .advice import refresh
     from .analysis import analyze as run_analysis
     from .render import FORMATS, render
 
@@ -156,11 +166,443 @@ def analyze(
     profiles = selected_profiles(defaults, profile, profiles_file)
     graphs = pick_variants(files, variant)
     reports = [run_analysis(graph, batch=batch, dtype=dtype, profiles=profiles) for graph in graphs]
+    for report in reports:
+        refresh(report, object_size, profiles)  # the advice that needs costs or --object-size
     if fmt == "table" and output is not None:
         fmt = "markdown" if output.suffix in (".md", ".markdown") else "json" if output.suffix == ".json" else fmt
     if fmt == "table" and output is not None:
         raise CnnCalcError("--output needs a file format", hint="add --format json, csv or markdown")
-    emit(render(reports, fmt, out), output)
+    emit(render(reports, fmt, out, top=top), output)
+
+
+@app.command()
+@friendly
+def profiles(
+    name: Annotated[str | None, typer.Argument(help="Show this profile's every figure and its source.")] = None,
+    profiles_file: ProfilesFileOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+) -> None:
+    """List the hardware profiles (built-in, per-user config, --profiles files), or show one."""
+    import json
+
+    from .hardware import format_table, get_profiles, load_profiles, profile_detail_rows, profile_rows
+
+    check_choice(fmt, ("table", "json"), "--format")
+    known = load_profiles(profiles_file or ())
+    chosen = {name: get_profiles([name], profiles_file or ())[0]} if name else known
+    if fmt == "json":
+        emit(json.dumps({key: p.to_json() for key, p in chosen.items()}, indent=2) + "\n", None)
+        return
+    emit(format_table(*(profile_detail_rows(chosen[name]) if name else profile_rows(chosen))), None)
+
+
+@app.command()
+@friendly
+def calibrate(
+    quick: Annotated[bool, typer.Option("--quick", help="Small sizes: a rough figure in well under a second.")] = False,
+    save: Annotated[bool, typer.Option("--save/--no-save", help="Write the `host` profile to the config file.")] = True,
+) -> None:
+    """Measure this machine's matmul FLOP/s and memory bandwidth with NumPy; save them as profile `host`."""
+    from .hardware import calibrate_host, format_table, profile_detail_rows, save_host_profile
+
+    sizes = {"matmul_n": 256, "copy_mib": 8, "conv_size": 8, "repeats": 2} if quick else {}
+    host = calibrate_host(**sizes)
+    emit(format_table(*profile_detail_rows(host)), None)
+    if save:
+        err.print(f"saved profile 'host' to {save_host_profile(host)}; use it with -p host")
+
+
+@app.command()
+@friendly
+def export(
+    spec: Annotated[str, typer.Argument(help="Spec chain text, a YAML spec file, or an .onnx model.",
+                                        show_default=False)],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="The .onnx file (default <name>.onnx); for variants <stem>-<variant>.onnx.")] = None,
+    variant: VariantOpt = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the He/Kaiming weight initialization.")] = 0,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset version (13 or newer).")] = 17,
+    batch: Annotated[int | None, typer.Option("--batch", "-b", min=1, help="Fix the batch dimension to N.")] = None,
+    dynamic_batch: Annotated[bool, typer.Option(
+        "--dynamic-batch", help="A symbolic batch dimension (the default without --batch).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+) -> None:
+    """Write the network as an ONNX model with real (seeded) weights, ready to run or train."""
+    from .onnx_io import export_targets, load_model, save_model, to_onnx
+
+    if batch is not None and dynamic_batch:
+        raise CnnCalcError("--batch and --dynamic-batch exclude each other", hint="give one of them")
+    networks: list[tuple[Any, Any]]  # (graph, weights or None for seeded ones)
+    if spec.lower().endswith(".onnx"):
+        imported = load_model(spec)  # an imported model keeps its own weights
+        networks = [(imported.graph, imported.weights)]
+    else:
+        networks = [(graph, None) for graph in pick_variants(load_files([spec]), variant)]
+    targets = export_targets(output, [graph.name for graph, _ in networks], force=force)
+    for (graph, weights), target in zip(networks, targets, strict=True):
+        save_model(to_onnx(graph, weights, seed=seed, opset=opset, batch=batch), target, force=force)
+        err.print(f"wrote {target}", highlight=False)
+
+
+@app.command()
+@friendly
+def run(
+    model: Annotated[str, typer.Argument(help="An .onnx model, a YAML spec file, or spec chain text.",
+                                         show_default=False)],
+    input_path: Annotated[Path | None, typer.Option(
+        "--input", "-i", help="Input batch as .npy, NCHW (N, C, H, W) like the model, in its dtype.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the output array to this .npy.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random input and of a spec's weights.")] = 0,
+    batch: Annotated[int, typer.Option("--batch", "-b", min=1, help="Batch of the random input.")] = 1,
+    repeat: Annotated[int, typer.Option("--repeat", "-r", min=1, help="Timed runs; the median is reported.")] = 1,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    dtype: Annotated[str, typer.Option("--dtype", help="float32 or float64.")] = "float32",
+    check: Annotated[bool, typer.Option("--check", help="Also run onnxruntime and report the difference.")] = False,
+    variant: VariantOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the --output file.")] = False,
+) -> None:
+    """Execute the network with the NumPy backend: output, per-layer time, latency, throughput, memory."""
+    import io
+    import json
+
+    from .fileio import write_atomic
+    from .hardware import format_table
+    from .runtime import Runtime, check_with_onnxruntime, measure, random_input, read_input
+
+    check_choice(fmt, ("table", "json"), "--format")
+    check_choice(dtype, ("float32", "float64"), "--dtype")
+    if model.lower().endswith(".onnx"):
+        runtime, source = Runtime.from_file(model, dtype=dtype), model
+    else:
+        graphs = pick_variants(load_files([model]), variant)
+        if len(graphs) != 1:
+            raise CnnCalcError(f"{model} has {len(graphs)} networks; run takes one",
+                               hint=f"pick one with --variant ({', '.join(g.name for g in graphs)})")
+        runtime, source = Runtime.from_graph(graphs[0], seed=seed, dtype=dtype), None
+    x = read_input(input_path, runtime) if input_path is not None else random_input(runtime, batch, seed)
+    summary = measure(runtime, x, repeat)
+    if check:
+        from .onnx_io import to_onnx
+
+        onnx_model = source if source is not None else to_onnx(runtime.graph, runtime.weights)
+        summary.check = check_with_onnxruntime(onnx_model, runtime.graph.input_name, x, summary.output)
+    if output is not None:
+        buffer = io.BytesIO()
+        np_save(buffer, summary.output)
+        write_atomic(output, buffer.getvalue(), force=force)
+        err.print(f"wrote {output}", highlight=False)
+    if fmt == "json":
+        emit(json.dumps(summary.to_json(), indent=2) + "\n", None)
+        return
+    lines = [
+        f"{summary.model}: batch {summary.batch}, {summary.dtype}, median of {summary.repeat} run(s)",
+        f"latency {summary.latency_s * 1e3:.2f} ms, {summary.throughput_per_s:.1f} samples/s, "
+        f"{summary.achieved_flops_per_s / 1e9:.1f} GFLOP/s achieved",
+        f"peak live activations {summary.peak_live_bytes / 2**20:.2f} MiB "
+        f"(analysis: {summary.predicted_peak_bytes / 2**20:.2f} MiB), weights {summary.weight_bytes / 2**20:.2f} MiB",
+    ]
+    if summary.check is not None:
+        lines.append(f"onnxruntime {summary.check['onnxruntime']}: max abs diff {summary.check['max_abs_diff']:.3g}, "
+                     f"max rel diff {summary.check['max_rel_diff']:.3g}")
+    emit(format_table(*summary.table_rows()) + "\n".join(lines) + "\n", None)
+
+
+def np_save(handle: Any, array: Any) -> None:
+    """np.save without pickles, imported late so commands that do not run models stay light."""
+    import numpy as np
+
+    np.save(handle, array, allow_pickle=False)
+
+
+@app.command("spec")
+@friendly
+def spec_text(spec: SpecArg, variant: VariantOpt = None) -> None:
+    """Print the equivalent spec chain of a model (an imported .onnx above all), to edit and analyse."""
+    from .onnx_io import to_spec
+
+    graphs = pick_variants(load_files(spec), variant)
+    for graph in graphs:
+        if len(graphs) > 1:
+            sys.stdout.write(f"# {graph.name}\n")
+        sys.stdout.write(to_spec(graph) + "\n")
+
+
+# ---- plots, reports, diffs (issue 7) ----------------------------------------------
+def analyzed(spec: list[str], profile: list[str] | None, profiles_file: list[Path] | None, batch: int | None,
+             dtype: str | None, variant: list[str] | None,
+             allow_unsupported: bool = False) -> tuple[list[Any], list[Any]]:
+    """Load, pick variants, analyse on the chosen profiles: (reports, profiles)."""
+    from .analysis import analyze as run_analysis
+
+    if dtype is not None:
+        check_choice(dtype, ("float32", "float16", "int8"), "--dtype")
+    files = load_files(spec, allow_unsupported)
+    defaults = list(dict.fromkeys(name for spec_file in files for name in spec_file.profiles))
+    profiles = selected_profiles(defaults, profile, profiles_file)
+    graphs = pick_variants(files, variant)
+    return [run_analysis(graph, batch=batch, dtype=dtype, profiles=profiles) for graph in graphs], profiles
+
+
+@app.command()
+@friendly
+def plot(
+    spec: SpecArg,
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="A .png or .svg file; with several kinds, <stem>-<kind>.<ext> beside it.",
+        show_default=False)],
+    kind: Annotated[list[str] | None, typer.Option(
+        "--kind", "-k", help="layers, receptive-field, roofline or variants (repeatable; default: all that apply).")
+    ] = None,
+    profile: ProfileOpt = None,
+    profiles_file: ProfilesFileOpt = None,
+    batch: BatchOpt = None,
+    dtype: DtypeOpt = None,
+    variant: VariantOpt = None,
+    object_size: ObjectSizeOpt = None,
+    allow_unsupported: UnsupportedOpt = False,
+) -> None:
+    """Draw per-layer MACs and memory, receptive-field growth, rooflines per profile, variants side by side."""
+    from .fileio import write_atomic
+    from .plots import KINDS, applicable_kinds, figure_bytes, figure_for, output_paths, require_matplotlib
+
+    require_matplotlib()
+    for name in kind or []:
+        check_choice(name, KINDS, "--kind")
+    reports, profiles = analyzed(spec, profile, profiles_file, batch, dtype, variant, allow_unsupported)
+    for name, path in output_paths(output, kind or applicable_kinds(reports, profiles)).items():
+        write_atomic(path, figure_bytes(figure_for(name, reports, profiles, object_size), path.suffix))
+        err.print(f"wrote {path}", highlight=False)
+
+
+@app.command()
+@friendly
+def report(
+    spec: SpecArg,
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="report.md (images in <stem>_files/ beside it) or report.html (self-contained).",
+        show_default=False)],
+    profile: ProfileOpt = None,
+    profiles_file: ProfilesFileOpt = None,
+    batch: BatchOpt = None,
+    dtype: DtypeOpt = None,
+    variant: VariantOpt = None,
+    object_size: ObjectSizeOpt = None,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Include the plots (needs matplotlib).")] = True,
+    title: Annotated[str | None, typer.Option("--title", help="Document title (default: the spec's name).")] = None,
+    allow_unsupported: UnsupportedOpt = False,
+) -> None:
+    """One document for a design review: spec, layers, profiles, plots and advice (Markdown or HTML)."""
+    from .errors import SpecError
+    from .report import build, failed
+
+    suffix = output.suffix.lower()
+    if suffix not in (".md", ".markdown", ".html", ".htm"):
+        raise CnnCalcError(f"cannot write a report as {output.name}", hint="use a .md or .html file name")
+    sources = [(arg, _spec_source(arg)) for arg in spec]
+    name = title or (Path(spec[0]).stem if spec[0].lower().endswith((".yaml", ".yml", ".onnx")) else "network")
+    if plots:
+        from .plots import require_matplotlib
+
+        require_matplotlib()
+    try:
+        reports, profiles = analyzed(spec, profile, profiles_file, batch, dtype, variant, allow_unsupported)
+    except SpecError as error:  # the report still says what failed and how to fix it
+        _write_report(failed(f"cnncalc report: {name}", error, sources), output)
+        raise
+    doc = build(reports, title=f"cnncalc report: {name}", description=reports[0].description if reports else "",
+                sources=sources, profiles=profiles, object_size=object_size, plots=plots)
+    _write_report(doc, output)
+
+
+def _spec_source(arg: str) -> str:
+    """The spec as the user wrote it: a YAML file's text, or the chain itself."""
+    path = Path(arg)
+    if arg.lower().endswith((".yaml", ".yml")) and path.is_file():
+        return path.read_text(encoding="utf-8", errors="replace")
+    if arg.lower().endswith(".onnx"):
+        return f"(ONNX model {path.name})"
+    return arg
+
+
+def _write_report(doc: Any, output: Path) -> None:
+    from .fileio import write_atomic
+    from .report import to_html, to_markdown
+
+    if output.suffix.lower() in (".html", ".htm"):
+        write_atomic(output, to_html(doc))
+    else:
+        text, assets = to_markdown(doc, f"{output.stem}_files")
+        for relative, data in assets.items():
+            target = output.parent / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(target, data)
+        write_atomic(output, text)
+    err.print(f"wrote {output}", highlight=False)
+
+
+@app.command()
+@friendly
+def diff(
+    spec: SpecArg,
+    profile: ProfileOpt = None,
+    profiles_file: ProfilesFileOpt = None,
+    batch: BatchOpt = None,
+    dtype: DtypeOpt = None,
+    variant: VariantOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or markdown.")] = "table",
+    output: OutputOpt = None,
+    changed_only: Annotated[bool, typer.Option("--changed-only", help="Hide the rows that did not change.")] = False,
+    allow_unsupported: UnsupportedOpt = False,
+) -> None:
+    """Two specs (or two variants of one file) layer by layer: shape, params, MACs, memory, time per profile."""
+    from .diff import diff_reports, render_diff, to_json, to_markdown
+
+    check_choice(fmt, ("table", "json", "markdown"), "--format")
+    reports, _ = analyzed(spec, profile, profiles_file, batch, dtype, variant, allow_unsupported)
+    if len(reports) != 2:
+        names = ", ".join(r.name for r in reports)
+        raise CnnCalcError(f"diff compares two networks; these specs hold {len(reports)} ({names})",
+                           hint="give two specs, a file with two variants, or pick two with --variant")
+    result = diff_reports(reports[0], reports[1])
+    if fmt == "table" and output is None:
+        render_diff(result, out, changed_only)
+        return
+    emit(to_json(result) if fmt == "json" else to_markdown(result, changed_only), output)
+
+
+def one_network(model: str, variant: list[str] | None, seed: int) -> tuple[Any, Any]:
+    """The graph and weights of one network: an .onnx model's own, or a spec's He-initialized from `seed`."""
+    from .weights import init_weights
+
+    if model.lower().endswith(".onnx"):
+        from .onnx_io import load_model
+
+        imported = load_model(model)
+        return imported.graph, imported.weights
+    graphs = pick_variants(load_files([model]), variant)
+    if len(graphs) != 1:
+        raise CnnCalcError(f"{model} has {len(graphs)} networks; this command takes one",
+                           hint=f"pick one with --variant ({', '.join(g.name for g in graphs)})")
+    return graphs[0], init_weights(graphs[0], seed)
+
+
+@app.command()
+@friendly
+def train(
+    model: Annotated[str, typer.Argument(help="A YAML spec file, spec chain text, or an .onnx model.",
+                                         show_default=False)],
+    data: Annotated[str, typer.Option("--data", help="synthetic, digits (scikit-learn), or a .npz with x and y.")]
+    = "synthetic",
+    epochs: Annotated[int, typer.Option("--epochs", "-e", min=1, help="Passes over the training data.")] = 10,
+    batch: Annotated[int, typer.Option("--batch", "-b", min=1, help="Samples per step.")] = 32,
+    lr: Annotated[float | None, typer.Option("--lr", help="Learning rate (default 0.01 Adam, 0.05 SGD).")] = None,
+    optimizer: Annotated[str, typer.Option("--optimizer", help="adam, sgd, sgd-momentum or nesterov.")] = "adam",
+    weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, help="L2 on kernels and FC weights.")]
+    = 0.0,
+    schedule: Annotated[str, typer.Option("--schedule", help="cosine, step or constant.")] = "cosine",
+    loss: Annotated[str, typer.Option("--loss", help="auto, cross-entropy, nll or mse.")] = "auto",
+    patience: Annotated[int, typer.Option("--patience", min=0, help="Stop after N epochs without a better "
+                                          "validation loss, keeping the best weights (0: off).")] = 0,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share held out to validate.")] = 0.2,
+    samples: Annotated[int | None, typer.Option("--samples", min=2, help="Size of the synthetic set.")] = None,
+    layout: Annotated[str, typer.Option("--layout", help=".npz x layout: auto, nhwc or nchw.")] = "auto",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of weights, data split, shuffling, dropout.")] = 0,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Save the trained model (.onnx).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the --output file.")] = False,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json (with the per-epoch history).")]
+    = "table",
+    variant: VariantOpt = None,
+) -> None:
+    """Train the network with the NumPy backend; Ctrl-C stops after the current step and still saves."""
+    import json
+
+    from .hardware import format_table
+    from .train import TrainConfig, history_rows, load_data, summary_lines
+    from .train import train as run_training
+
+    check_choice(fmt, ("table", "json"), "--format")
+    config = TrainConfig(epochs=epochs, batch=batch, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
+                         schedule=schedule, loss=loss, seed=seed, patience=patience).check()
+    if output is not None and output.exists() and not force:
+        raise CnnCalcError(f"{output} already exists", hint="pass --force to overwrite it")
+    graph, weights = one_network(model, variant, seed)
+    dataset = load_data(data, graph, seed, val_fraction, samples, layout)
+    with training_progress(epochs) as (on_step, on_epoch):
+        result = run_training(graph, weights, dataset, config, on_step, on_epoch)
+    if output is not None:
+        from .onnx_io import save_model, to_onnx
+
+        save_model(to_onnx(graph, result.weights, seed=seed), output, force=force)
+        err.print(f"wrote {output}", highlight=False)
+    if fmt == "json":
+        emit(json.dumps(result.to_dict() | {"output": str(output) if output else None}, indent=2) + "\n", None)
+    else:
+        emit(format_table(*history_rows(result)) + "\n".join(summary_lines(result)) + "\n", None)
+    if result.interrupted:
+        raise typer.Exit(130)
+
+
+@contextlib.contextmanager
+def training_progress(epochs: int) -> Iterator[tuple[Callable[..., None], Callable[..., None]]]:
+    """A rich progress bar per epoch on stderr, with running loss, accuracy and samples/s."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("{task.fields[figures]}"), console=err)
+    tasks: dict[int, Any] = {}
+
+    def on_step(info: Any) -> None:
+        if info.epoch not in tasks:
+            tasks[info.epoch] = progress.add_task(f"epoch {info.epoch}/{epochs}", total=info.steps, figures="")
+        progress.update(tasks[info.epoch], completed=info.step, figures=(
+            f"loss {info.loss:.4f}  acc {100 * info.accuracy:.1f}%  {info.samples_per_s:,.0f} samples/s"))
+
+    def on_epoch(record: Any) -> None:
+        if record.epoch in tasks:
+            progress.update(tasks[record.epoch], figures=(
+                f"loss {record.train_loss:.4f}  acc {100 * record.train_accuracy:.1f}%  "
+                f"val {record.val_loss:.4f} / {100 * record.val_accuracy:.1f}%  {record.samples_per_s:,.0f} samples/s"))
+
+    with progress:
+        yield on_step, on_epoch
+
+
+@app.command()
+@friendly
+def verify(
+    spec: SpecArg,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the weights and the random inputs.")] = 0,
+    grad_seconds: Annotated[float, typer.Option(
+        "--grad-seconds", min=0.0, help="Time for finite differences; past it tensors are checked in groups.")]
+    = 20.0,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    variant: VariantOpt = None,
+) -> None:
+    """Check the chain spec -> analysis -> ONNX -> execution -> gradients -> training; exit 1 if a line fails."""
+    import json
+
+    from .verify import summary_line
+    from .verify import verify as run_checks
+
+    check_choice(fmt, ("table", "json"), "--format")
+    reports = []
+    for graph in pick_variants(load_files(spec), variant):
+        if fmt == "table":
+            out.print(escape(graph.name), style="bold", highlight=False)
+
+        def show(check: Any) -> None:
+            if fmt == "table":
+                style = {"PASS": "green", "FAIL": "bold red", "SKIP": "yellow"}[check.status]
+                out.print(f"  [{style}]{check.status}[/{style}]  {escape(check.name)}: {escape(check.detail)}",
+                          highlight=False, soft_wrap=True)
+
+        reports.append(run_checks(graph, seed=seed, grad_budget_s=grad_seconds, on_check=show))
+        if fmt == "table":
+            out.print(escape(summary_line(reports[-1])), highlight=False, soft_wrap=True)
+    if fmt == "json":
+        emit(json.dumps([report.to_dict() for report in reports], indent=2) + "\n", None)
+    if not all(report.ok for report in reports):
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -21,9 +21,12 @@ def write_atomic(path: str | Path, data: bytes | str, *, force: bool = True) -> 
         raise CnnCalcError(f"cannot write {target}: folder {folder} does not exist", hint=f"mkdir -p {folder}")
     payload = data.encode() if isinstance(data, str) else data
     fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
+        os.chmod(temp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the mode a plain open() would
         os.replace(temp, target)
     except OSError as error:
         raise CnnCalcError(f"cannot write {target}: {error.strerror or error}") from None

@@ -57,6 +57,54 @@ def _field_text(layer: LayerReport) -> str:
     return f"{size}/{jump}"
 
 
+# ---- bars and the heaviest layers (terminal table, --top) ----------------------
+BAR_WIDTH = 6
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+
+
+def bar(share: float, width: int = BAR_WIDTH) -> str:
+    """A share in [0, 1] as a fixed-width bar of block characters (eighths of a cell) on a dim track."""
+    eighths = round(max(0.0, min(1.0, share)) * width * 8)
+    full, rest = divmod(eighths, 8)
+    filled = "█" * full + (_EIGHTHS[rest] if rest else "")
+    # rich markup: the track shows the full scale, so bars line up and compare across rows
+    return f"[cyan]{filled}[/cyan][bright_black]{'░' * (width - len(filled))}[/bright_black]"
+
+
+def layer_shares(report: NetworkReport) -> list[dict[str, float]]:
+    """Per layer: its share of the total MACs, of all activation bytes, and of time on the first profile."""
+    totals = report.totals
+    cost = next(iter(report.costs.values()), None)
+    time_total = sum(layer.time_s for layer in cost.layers) if cost else 0.0
+    shares = []
+    for layer in report.layers:
+        share = {
+            "macs": layer.macs / totals.macs if totals.macs else 0.0,
+            "activation_bytes": layer.activation_bytes / totals.activation_bytes if totals.activation_bytes else 0.0,
+        }
+        if cost is not None:
+            share["time"] = cost.layers[layer.index].time_s / time_total if time_total else 0.0
+        shares.append(share)
+    return shares
+
+
+def top_layers(report: NetworkReport, n: int) -> list[LayerReport]:
+    """The n most expensive layers: by time on the first profile when there is one, else by MACs."""
+    cost = next(iter(report.costs.values()), None)
+
+    def weight(layer: LayerReport) -> tuple[float, int, int]:
+        time_s = cost.layers[layer.index].time_s if cost else 0.0
+        return (time_s, layer.macs, layer.activation_bytes)
+
+    return sorted(report.layers, key=weight, reverse=True)[:n]
+
+
+def top_metric(report: NetworkReport) -> str:
+    """What `top_layers` ranks by, in words."""
+    first = next(iter(report.costs), None)
+    return f"time on {first}" if first else "MACs"
+
+
 # ---- JSON ----------------------------------------------------------------------
 def layer_json(layer: LayerReport, report: NetworkReport) -> dict[str, Any]:
     """One layer's figures as JSON."""
@@ -154,8 +202,8 @@ def to_csv(reports: Sequence[NetworkReport]) -> str:
     return buffer.getvalue()
 
 
-def to_markdown(reports: Sequence[NetworkReport]) -> str:
-    """GitHub-flavoured Markdown tables, one per network, plus the comparison."""
+def to_markdown(reports: Sequence[NetworkReport], top: int = 0) -> str:
+    """GitHub-flavoured Markdown tables, one per network, plus the comparison; `top` keeps the heaviest layers."""
     parts = []
     if len(reports) > 1:
         parts.append("## Comparison\n")
@@ -166,7 +214,9 @@ def to_markdown(reports: Sequence[NetworkReport]) -> str:
             parts.append(f"{report.description}\n")
         if report.text:
             parts.append(f"`{report.text}`\n")
-        header, body = _layer_cells(report)
+        header, body = _layer_cells(report, top=top)
+        if top:
+            parts.append(f"Top {len(body)} of {len(report.layers)} layers by {top_metric(report)}:\n")
         parts.append(_md_table(header, body + [_totals_cells(report)]))
         parts.append(_md_table(*_summary_cells(report)))
         if report.costs:
@@ -184,18 +234,26 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 # ---- cells shared by the rich and Markdown tables ------------------------------
-def _layer_cells(report: NetworkReport) -> tuple[list[str], list[list[str]]]:
+def _layer_cells(report: NetworkReport, top: int = 0, bars: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the per-layer table; `top` keeps the heaviest layers, `bars` adds share bars."""
     header = ["#", "name", "layer", "output", "params", "MACs", "FLOPs", "act mem", "RF/stride"]
     for name in report.costs:
         header += [f"{name} ms", "bound"]
+    layers = top_layers(report, top) if top else report.layers
+    shares = layer_shares(report) if bars else []
+    # a full bar is the heaviest layer's share, so the heavy layers stand out even in a deep network
+    scale = {key: max((share[key] for share in shares), default=0.0) or 1.0 for key in (shares[0] if shares else {})}
     rows = []
-    for layer in report.layers:
+    for layer in layers:
+        share = {key: value / scale[key] for key, value in shares[layer.index].items()} if bars else {}
         row = [str(layer.index), layer.name, layer.label, shape_text(layer.output), f"{layer.params:,}",
-               human_count(layer.macs), human_count(layer.flops), human_bytes(layer.activation_bytes),
+               human_count(layer.macs) + (f" {bar(share['macs'])}" if bars else ""), human_count(layer.flops),
+               human_bytes(layer.activation_bytes) + (f" {bar(share['activation_bytes'])}" if bars else ""),
                _field_text(layer)]
-        for cost in report.costs.values():
+        for i, cost in enumerate(report.costs.values()):
             layer_cost = cost.layers[layer.index]
-            row += [human_ms(layer_cost.time_s), layer_cost.bound]
+            time_bar = f" {bar(share['time'])}" if bars and i == 0 else ""
+            row += [human_ms(layer_cost.time_s) + time_bar, layer_cost.bound]
         rows.append(row)
     return header, rows
 
@@ -280,15 +338,18 @@ def _rich_table(title: str, header: list[str], rows: list[list[str]], numeric_fr
     return table
 
 
-def render_tables(reports: Sequence[NetworkReport], console: Console, *, layers: bool = True) -> None:
-    """Print the per-layer tables, summaries, profile tables, diagnostics and the comparison."""
+def render_tables(reports: Sequence[NetworkReport], console: Console, *, layers: bool = True, top: int = 0) -> None:
+    """Print the per-layer tables (with share bars; only the `top` heaviest when > 0), summaries,
+    profile tables, diagnostics and the comparison."""
     for report in reports:
         title = f"[bold]{report.name}[/bold]" + (f": {report.description}" if report.description else "")
+        if top:
+            title += f" - top {min(top, len(report.layers))} of {len(report.layers)} layers by {top_metric(report)}"
         parts: list[Any] = []
         if layers:
-            header, rows = _layer_cells(report)
+            header, rows = _layer_cells(report, top=top, bars=True)
             parts.append(_rich_table(title, header, rows, numeric_from=4, footer=_totals_cells(report)))
-        parts.append(_rich_table("" if layers else title, *_summary_cells(report)))
+        parts.append(_rich_table("" if layers else title, *_summary_cells(report), numeric_from=1))
         if report.costs:
             parts.append(_rich_table("hardware estimates", *_profile_cells(report), numeric_from=1))
         console.print(Group(*parts))
@@ -305,13 +366,13 @@ def render_tables(reports: Sequence[NetworkReport], console: Console, *, layers:
                                   *_comparison_cells(reports), numeric_from=1))
 
 
-def render(reports: Sequence[NetworkReport], fmt: str, console: Console | None = None) -> str | None:
-    """Text for a machine format, or print tables to `console` and return None."""
+def render(reports: Sequence[NetworkReport], fmt: str, console: Console | None = None, top: int = 0) -> str | None:
+    """Text for a machine format, or print tables to `console` and return None; `top` trims the tables."""
     if fmt == "json":
         return to_json(reports)
     if fmt == "csv":
         return to_csv(reports)
     if fmt == "markdown":
-        return to_markdown(reports)
-    render_tables(reports, console or Console())
+        return to_markdown(reports, top=top)
+    render_tables(reports, console or Console(), top=top)
     return None

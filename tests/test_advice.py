@@ -1,0 +1,248 @@
+"""Each advice rule: a spec that triggers it, one that does not, and its numbers against hand arithmetic."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnncalc.advice import advise, checkpoint_advice, refresh
+from cnncalc.analysis import analyze
+from cnncalc.errors import SpecError
+from cnncalc.hardware import Profile
+from cnncalc.spec import parse
+
+MIB = 2**20
+
+
+def device(name: str = "toy", flops: float = 1e15, bandwidth: float = 1e9, usable: int = 2**30) -> Profile:
+    """A device with round numbers: no launch overhead, every efficiency 1."""
+    return Profile(name=name, description="", peak_flops_per_s={"float32": flops}, mem_bytes_per_s=bandwidth,
+                   mem_bytes=usable, usable_mem_bytes=usable, launch_overhead_s=0.0, efficiency={}, sources={})
+
+
+#: everything waits on memory: 1e15 FLOP/s against 1e9 B/s
+MEMORY_BOUND = device("slow-memory")
+#: everything waits on compute: 1e9 FLOP/s against 1e15 B/s
+COMPUTE_BOUND = device("slow-compute", flops=1e9, bandwidth=1e15)
+
+
+def codes(text: str, *, profiles: tuple[Profile, ...] = (), batch: int | None = None,
+          object_size: int | None = None) -> dict[str, list]:
+    report = analyze(parse(text), batch=batch, profiles=profiles)
+    found: dict[str, list] = {}
+    for item in advise(report, object_size, profiles):
+        found.setdefault(item.code, []).append(item)
+    return found
+
+
+# ---- receptive field against the input ------------------------------------------------
+def test_receptive_field_short_of_the_input():
+    found = codes("32x32x3|3x3x3x8(p=1)|3x3x8x8(p=1)|3x3x8x8(p=1)")["receptive-field"]
+    item = found[0]
+    # three 3x3 convs at stride 1: r = 1 + 2 + 2 + 2 = 7; 7 / 32 = 21.875% -> "22%"
+    assert (item.numbers["field_h"], item.numbers["jump"]) == (7, 1)
+    assert "covers 22% of the 32x32 input" in item.message
+    # missing 32 - 7 = 25 px; each 3x3 adds 2 * 1 -> ceil(25 / 2) = 13 more convs, adding 26 px
+    assert item.numbers["convs_needed"] == 13
+    assert "13 more 3x3 conv(s)" in item.hint and "26 px" in item.hint
+
+
+def test_receptive_field_covering_the_input_is_quiet():
+    # the same three convs on a 7x7 input: r = 7 covers it
+    assert "receptive-field" not in codes("7x7x3|3x3x3x8(p=1)|3x3x8x8(p=1)|3x3x8x8(p=1)")
+
+
+# ---- --object-size ----------------------------------------------------------------------------
+VGG_LIKE = "64x64x3|3x3x3x8(p=1)|3x3x8x8(p=1)|MP|3x3x8x8(p=1)|3x3x8x8(p=1)|MP"
+
+
+def test_object_size_names_the_first_layer_that_covers_it():
+    item = codes(VGG_LIKE, object_size=12)["object-size"][0]
+    # fields: conv 3, conv 5, MP 5+1 = 6 (j 2), conv 6+2*2 = 10, conv 14 >= 12: the 5th layer
+    assert (item.layer, item.numbers["depth"], item.numbers["field"]) == ("conv4", 5, 14)
+    assert "first covers a 12 px object at conv4" in item.message
+
+
+def test_object_size_never_reached():
+    item = codes(VGG_LIKE, object_size=40)["object-size"][0]
+    # final field 16 (MP: 14 + 1*2), jump 4: 40 - 16 = 24 px missing, each 3x3 adds 2*4 = 8 -> 3 convs, 16 + 24 = 40
+    assert item.level == "warning"
+    assert (item.numbers["field"], item.numbers["jump"], item.numbers["convs_needed"]) == (16, 4, 3)
+    assert "reach 40 px" in item.hint
+
+
+def test_no_object_size_no_object_advice():
+    assert "object-size" not in codes(VGG_LIKE)
+
+
+# ---- 1x1 bottlenecks --------------------------------------------------------------------------
+def test_bottleneck_numbers_are_the_notes_example():
+    item = codes("28x28x256|3x3x256x512(p=1)")["bottleneck"][0]
+    # the notes: 3x3x256x512 against 1x1x256x32 | 3x3x32x32 | 1x1x32x512 (width 256 / 8 = 32)
+    assert "1x1x256x32 | 3x3x32x32 | 1x1x32x512" in item.hint
+    # weights: 3*3*256*512 = 1,179,648 against 256*32 + 9*32*32 + 32*512 = 8,192 + 9,216 + 16,384 = 33,792
+    assert (item.numbers["weights"], item.numbers["alt_weights"]) == (1_179_648, 33_792)
+    # MACs at 28x28 (p=1 keeps the size): 784 * 1,179,648 = 924,844,032;
+    # alternative 784 * 8,192 + 784 * (9,216 + 16,384) = 6,422,528 + 20,070,400 = 26,492,928
+    assert (item.numbers["macs"], item.numbers["alt_macs"]) == (924_844_032, 26_492_928)
+    assert "924,844,032 MACs" in item.message and "26,492,928 MACs" in item.hint
+    # saving 1 - 26,492,928 / 924,844,032 = 97.1%
+    assert "97% fewer MACs" in item.hint
+
+
+@pytest.mark.parametrize("text", [
+    "28x28x64|3x3x64x128(p=1)",  # too few channels
+    "28x28x256|1x1x256x512",  # already pointwise
+    "28x28x256|3x3x256x256(p=1,dw)",  # depthwise: no channel mixing to cut
+    "28x28x512|1x1x512x256|ReLU|3x3x256x256(p=1)",  # already the middle of a bottleneck
+])
+def test_no_bottleneck_hint(text):
+    assert "bottleneck" not in codes(text)
+
+
+# ---- stride versus pool -------------------------------------------------------------------------
+POOLED = "32x32x8|3x3x8x8(p=1)|ReLU|MP"
+STRIDED = "32x32x8|3x3x8x8(p=1,s=2)|ReLU"
+
+
+def test_stride_for_pool_on_a_memory_bound_device():
+    item = codes(POOLED, profiles=(MEMORY_BOUND,))["stride-for-pool"][0]
+    assert item.numbers["alternative"] == "3x3x8x8(p=1,s=2)"
+    # MACs: 32*32*8 outputs * 72 = 589,824; strided 16*16*8 * 72 = 147,456
+    assert (item.numbers["macs"], item.numbers["alt_macs"]) == (589_824, 147_456)
+    # peak (float32): input 32*32*8*4 = 32,768 + conv out 32,768 = 65,536;
+    # strided: input 32,768 + conv out 16*16*8*4 = 8,192 -> 40,960
+    assert (item.numbers["peak_bytes"], item.numbers["alt_peak_bytes"]) == (65_536, 40_960)
+    # time at 1e9 B/s (memory-bound, no overhead): conv moves 32,768 + 32,768 + weights (576 + 8) * 4 = 2,336
+    # -> 67,872 B; ReLU 65,536 B; MP 32,768 + 8,192 = 40,960 B: 174,368 B = 174.368 us.
+    # strided: conv 32,768 + 8,192 + 2,336 = 43,296 B; ReLU 16,384 B: 59,680 B = 59.68 us
+    assert item.numbers["latency_s"]["slow-memory"] == pytest.approx(174.368e-6)
+    assert item.numbers["alt_latency_s"]["slow-memory"] == pytest.approx(59.68e-6)
+    assert "keep 25% of it" in item.message  # 16*16 of 32*32
+
+
+def test_stride_for_pool_when_the_batch_does_not_fit():
+    # compute-bound, but 1 MiB holds only floor((1,048,576 - 2,336) / 65,536) = 15 samples: batch 16 does not fit
+    small = device("small", flops=1e9, bandwidth=1e15, usable=MIB)
+    item = codes(POOLED, profiles=(small,), batch=16)["stride-for-pool"][0]
+    assert "batch 16 does not fit on small (max 15 for inference" in item.message
+
+
+def test_no_stride_advice_where_compute_is_the_limit_or_without_profiles():
+    assert "stride-for-pool" not in codes(POOLED, profiles=(COMPUTE_BOUND,))
+    assert "stride-for-pool" not in codes(POOLED)
+
+
+def test_pool_for_stride_where_the_device_has_room():
+    item = codes(STRIDED, profiles=(COMPUTE_BOUND,))["pool-for-stride"][0]
+    assert item.numbers["alternative"] == "3x3x8x8(p=1) | MP"
+    # the reverse of the case above: 147,456 MACs -> 589,824
+    assert (item.numbers["macs"], item.numbers["alt_macs"]) == (147_456, 589_824)
+    # compute-bound at 1e9 FLOP/s: FLOPs = 2 * MACs + bias adds + ReLU (1 per element) [+ MP 3 per output]
+    # strided: 294,912 + 2,048 + 2,048 = 299,008 -> 299.008 us
+    # stride 1: 1,179,648 + 8,192 + 8,192 + 3 * 2,048 = 1,202,176 -> 1,202.176 us
+    assert item.numbers["latency_s"]["slow-compute"] == pytest.approx(299.008e-6)
+    assert item.numbers["alt_latency_s"]["slow-compute"] == pytest.approx(1_202.176e-6)
+
+
+def test_no_pool_for_stride_without_room():
+    # the stride-1 conv needs 32,768 + 32,768 B of activations + 2,336 B weights = 67,872 B; 50,000 B do not hold it
+    # (the strided one needs 32,768 + 8,192 + 2,336 = 43,296 B and fits)
+    tight = device("tight", flops=1e9, bandwidth=1e15, usable=50_000)
+    assert "pool-for-stride" not in codes(STRIDED, profiles=(tight,))
+    assert "pool-for-stride" not in codes(POOLED, profiles=(COMPUTE_BOUND,))
+
+
+def test_strided_conv_warning_without_profiles():
+    item = codes(STRIDED)["strided-conv"][0]
+    # stride 2: about 2*2 = 4x the MACs at stride 1: 147,456 -> 589,824
+    assert (item.numbers["macs"], item.numbers["alt_macs"]) == (147_456, 589_824)
+    assert "strided-conv" not in codes(POOLED)
+
+
+# ---- fully connected layers ----------------------------------------------------------------------
+def test_fc_holding_most_params_and_the_gap_alternative():
+    item = codes("8x8x3|3x3x3x16(p=1)|FC(10)")["fc-params"][0]
+    # conv 3*3*3*16 + 16 = 448; FC on the flattened 8*8*16 = 1,024: 10,240 + 10 = 10,250; total 10,698
+    assert (item.numbers["fc_params"], item.numbers["total_params"]) == (10_250, 10_698)
+    assert "96% of the parameters" in item.message  # 10,250 / 10,698 = 95.8%
+    # GAP first: 16 * 10 + 10 = 170, saving 10,250 - 170 = 10,080
+    assert (item.numbers["gap_params"], item.numbers["saving"]) == (170, 10_080)
+    assert "16 x 10 + 10 = 170 params" in item.hint
+
+
+def test_fc_after_gap_is_not_flagged():
+    # conv 448 params, FC 16 * 10 + 10 = 170: 28% of 618, below half
+    assert "fc-params" not in codes("8x8x3|3x3x3x16(p=1)|GAP|FC(10)")
+
+
+# ---- max-pool placement ------------------------------------------------------------------------
+def test_adjacent_pools():
+    item = codes("32x32x3|3x3x3x8(p=1)|MP|ReLU|MP|3x3x8x8(p=1)")["adjacent-pools"][0]
+    # 2 * 2: one pool of stride 4 does the same downsampling
+    assert item.numbers["merged_stride"] == 4
+    assert "32x32x8 -> 16x16x8 -> 8x8x8" in item.message
+
+
+def test_pool_right_before_the_classifier():
+    item = codes("16x16x3|3x3x3x8(p=1)|MP|FC(10)")["pool-before-classifier"][0]
+    # FC on the pooled 8x8x8 = 512 values: 5,120 + 10 = 5,130 params
+    assert item.numbers["classifier_params"] == 5_130
+    assert "8x8x8" in item.message
+
+
+def test_well_placed_pools_are_quiet():
+    found = codes("32x32x3|3x3x3x8(p=1)|MP|3x3x8x8(p=1)|MP|3x3x8x8(p=1)|GAP|FC(10)")
+    assert "adjacent-pools" not in found and "pool-before-classifier" not in found
+
+
+# ---- batch limits ------------------------------------------------------------------------------------
+def test_largest_batch_and_what_limits_it():
+    small = device("small", flops=1e9, bandwidth=1e15, usable=MIB)
+    item = codes("32x32x8|3x3x8x8(p=1)", profiles=(small,))["batch"][0]
+    # inference: weights (576 + 8) * 4 = 2,336 B; per sample input + conv out = 65,536 B
+    # floor((1,048,576 - 2,336) / 65,536) = floor(15.96) = 15
+    assert (item.numbers["max_batch_inference"], item.numbers["per_sample_bytes"]) == (15, 65_536)
+    # training (SGD-momentum): weights + grads + momentum 3 * 2,336 = 7,008; kept per sample 65,536
+    # floor((1,048,576 - 7,008) / 65,536) = floor(15.89) = 15
+    assert (item.numbers["fixed_training_bytes"], item.numbers["max_batch_training"]) == (7_008, 15)
+    assert item.level == "info" and "largest batch 15 for inference" in item.message
+    # 15 * 65,536 / 1,048,576 = 93.75% -> "94%"
+    assert "activations fill 94%" in item.message
+
+
+def test_batch_that_does_not_fit_is_a_warning():
+    small = device("small", flops=1e9, bandwidth=1e15, usable=MIB)
+    item = codes("32x32x8|3x3x8x8(p=1)", profiles=(small,), batch=16)["batch"][0]
+    assert item.level == "warning" and "inference at batch 16 does not fit" in item.hint
+
+
+def test_no_batch_advice_without_profiles():
+    assert "batch" not in codes("32x32x8|3x3x8x8(p=1)")
+
+
+# ---- shape checkpoints -----------------------------------------------------------------------------
+def test_failed_checkpoint_becomes_advice_with_the_fix():
+    with pytest.raises(SpecError) as caught:
+        parse("224x224x32|3x3x32x64(p=0,s=2)|112x112x64")
+    item = checkpoint_advice(caught.value)[0]
+    # floor((224 + 0 - 3) / 2) + 1 = 111, not the 112 written; p=1 gives floor(223 / 2) + 1 = 112
+    assert (item.numbers["wanted"], item.numbers["actual"]) == ("112x112x64", "111x111x64")
+    assert "p=1" in item.hint and item.level == "error"
+
+
+def test_other_spec_errors_are_not_checkpoint_advice():
+    with pytest.raises(SpecError) as caught:
+        parse("32x32x3|NoSuchOp")
+    assert checkpoint_advice(caught.value) == []
+
+
+# ---- wiring ----------------------------------------------------------------------------------------------
+def test_analysis_diagnostics_keep_the_static_rules_and_refresh_adds_the_rest():
+    graph = parse(POOLED)
+    report = analyze(graph, profiles=[MEMORY_BOUND])
+    assert "stride-for-pool" not in {d.code for d in report.diagnostics}  # analysis runs before costs exist
+    refresh(report, object_size=4, profiles=[MEMORY_BOUND])
+    found = [d.code for d in report.diagnostics]
+    assert {"stride-for-pool", "batch", "object-size"} <= set(found)
+    refresh(report, object_size=4, profiles=[MEMORY_BOUND])
+    assert [d.code for d in report.diagnostics] == found  # nothing doubled

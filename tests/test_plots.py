@@ -1,0 +1,145 @@
+"""Each plot kind for a bundled spec: a valid PNG/SVG with the expected titles, axes and marks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cnncalc.analysis import analyze
+from cnncalc.cli import app
+from cnncalc.errors import CnnCalcError
+from cnncalc.hardware import get_profiles
+from cnncalc.specfile import load
+
+pytest.importorskip("matplotlib")
+
+from cnncalc import plots  # noqa: E402 - after the skip: needs matplotlib
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTES = str(ROOT / "specs" / "titan_x_vs_jetson_nano.yaml")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def notes():
+    """The notes' two designs on the notes' two devices."""
+    profiles = get_profiles(["titan-x-maxwell", "jetson-nano"])
+    return [analyze(graph, profiles=profiles) for graph in load(NOTES).networks], profiles
+
+
+def texts(figure) -> dict[str, list[str]]:
+    """Titles and axis labels of every panel, and the figure's legend texts."""
+    found: dict[str, list[str]] = {"titles": [], "x": [], "y": [], "legend": [], "notes": []}
+    for axes in figure.axes:
+        found["titles"].append(axes.get_title())
+        found["x"].append(axes.get_xlabel())
+        found["y"].append(axes.get_ylabel())
+        found["notes"] += [text.get_text() for text in axes.texts]
+    for legend in figure.legends:
+        found["legend"] += [text.get_text() for text in legend.get_texts()]
+    found["suptitle"] = [figure._suptitle.get_text()] if figure._suptitle else []
+    return found
+
+
+def test_layers_plot_has_macs_and_memory_per_layer(notes):
+    reports, _ = notes
+    found = texts(plots.layers_figure(reports))
+    assert found["suptitle"] == ["MACs and activation memory per layer"]
+    # one column per variant, MACs on top, memory below
+    assert any("full-res-then-pool" in t and "MACs" in t for t in found["titles"])
+    assert any("strided" in t and "activation memory" in t for t in found["titles"])
+    assert "multiply-accumulates" in found["y"] and "MiB" in found["y"]  # 12.2 MiB is the largest layer output
+    assert "layer (in order)" in found["x"]
+    assert {"conv", "pool"} <= set(found["legend"])
+
+
+def test_receptive_field_plot_marks_the_input_and_object(notes):
+    reports, _ = notes
+    found = texts(plots.receptive_field_figure(reports, object_size=64))
+    assert found["titles"] == ["Receptive field growth with depth"]
+    assert found["x"] == ["depth (layers from the input)"]
+    assert found["y"][0].startswith("pixels of the input")
+    assert "input 224 px" in found["notes"] and "object 64 px" in found["notes"]
+    assert {"full-res-then-pool", "strided", "strided: effective stride"} <= set(found["legend"])
+
+
+def test_receptive_field_plot_data_is_the_analysis():
+    report = analyze(load(str(ROOT / "specs" / "lenet5.yaml")).networks[0])
+    figure = plots.receptive_field_figure([report])
+    field_line = figure.axes[0].lines[0]
+    # LeNet-5: 5x5 conv -> 5; AP(2) -> 6 (j 2); 5x5 conv -> 6 + 4*2 = 14; AP(2) -> 16 (j 4); flatten -> 32
+    assert list(field_line.get_ydata())[:8] == [1, 5, 5, 6, 14, 14, 16, 32]
+
+
+def test_roofline_has_a_panel_per_profile_with_the_ridge(notes):
+    reports, profiles = notes
+    figure = plots.roofline_figure(reports, profiles)
+    found = texts(figure)
+    assert [t.split(":")[0] for t in found["titles"]] == ["titan-x-maxwell", "jetson-nano"]
+    assert set(found["x"]) == {"arithmetic intensity (FLOP per byte moved)"}
+    assert set(found["y"]) == {"achieved FLOP/s (float32)"}
+    # ridge = peak / bandwidth: Titan X 6.14e12 / 336.5e9 = 18.25 FLOP/B; Jetson Nano 235.9e9 / 25.6e9 = 9.21
+    assert any("18.2 FLOP/B" in note for note in found["notes"])
+    assert any("9.21 FLOP/B" in note for note in found["notes"])
+    assert {"compute-bound", "memory-bound"} <= {label.split(" ")[0] for label in found["legend"]}
+    assert all(axes.get_xscale() == "log" and axes.get_yscale() == "log" for axes in figure.axes)
+
+
+def test_roofline_needs_a_profile(notes):
+    reports, _ = notes
+    with pytest.raises(CnnCalcError, match="needs a hardware profile"):
+        plots.roofline_figure(reports, [])
+
+
+def test_variants_plot_compares_totals_and_latency(notes):
+    reports, _ = notes
+    found = texts(plots.variants_figure(reports))
+    assert found["suptitle"][0].startswith("Variants side by side")
+    assert found["titles"] == ["parameters", "MACs", "peak activation memory (inference)",
+                               "training memory (SGD-momentum)", "latency per profile"]
+    assert found["y"][-1].startswith("milliseconds per batch")
+    assert found["legend"] == ["full-res-then-pool", "strided"]
+
+
+def test_cli_writes_every_kind_as_png_and_svg(tmp_path):
+    result = runner.invoke(app, ["plot", NOTES, "-o", str(tmp_path / "notes.png")])
+    assert result.exit_code == 0, result.output
+    for kind in plots.KINDS:
+        assert (tmp_path / f"notes-{kind}.png").read_bytes().startswith(PNG_MAGIC)
+    result = runner.invoke(app, ["plot", NOTES, "-o", str(tmp_path / "roof.svg"), "--kind", "roofline"])
+    assert result.exit_code == 0, result.output
+    svg = (tmp_path / "roof.svg").read_text()
+    assert svg.startswith("<?xml") and "<svg" in svg
+    # text stays text in the SVG (svg.fonttype none): the titles are there to read and search
+    assert "Roofline: where each layer sits on each device" in svg and "jetson-nano" in svg
+
+
+def test_cli_rejects_unknown_kind_and_format(tmp_path):
+    result = runner.invoke(app, ["plot", NOTES, "-o", str(tmp_path / "x.png"), "--kind", "pie"])
+    assert result.exit_code == 1 and "pie" in result.output and "roofline" in result.output
+    result = runner.invoke(app, ["plot", NOTES, "-o", str(tmp_path / "x.jpg")])
+    assert result.exit_code == 1 and ".png or .svg" in result.output
+
+
+def test_missing_matplotlib_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    with pytest.raises(CnnCalcError) as caught:
+        plots.require_matplotlib()
+    assert "pip install 'cnncalc[plot]'" in str(caught.value)
+    result = runner.invoke(app, ["plot", NOTES, "-o", "never.png"])
+    assert result.exit_code == 1 and "cnncalc[plot]" in result.output and "Traceback" not in result.output
+
+
+def test_analyze_never_imports_matplotlib():
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom cnncalc.cli import app\n"
+            f"result = CliRunner().invoke(app, ['analyze', {NOTES!r}, '--top', '1', '--object-size', '8'])\n"
+            "assert result.exit_code == 0, result.output\n"
+            "print('matplotlib' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -1,0 +1,120 @@
+"""`cnncalc report` (Markdown and self-contained HTML), and the terminal table's bars and --top."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cnncalc.analysis import analyze
+from cnncalc.cli import app
+from cnncalc.render import bar, top_layers
+from cnncalc.spec import parse
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTES = str(ROOT / "specs" / "titan_x_vs_jetson_nano.yaml")
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def html_report(tmp_path_factory) -> str:
+    pytest.importorskip("matplotlib")
+    path = tmp_path_factory.mktemp("report") / "notes.html"
+    result = runner.invoke(app, ["report", NOTES, "-o", str(path), "--object-size", "64"])
+    assert result.exit_code == 0, result.output
+    return path.read_text()
+
+
+def test_html_report_has_every_section(html_report):
+    for heading in ("Spec", "Summary", "Hardware profiles", "Advice", "Plots", "Layers"):
+        assert f"<h2>{heading}</h2>" in html_report
+    # the spec as written, both variants, both profiles, the advice with its numbers
+    assert "3x3x32x64(p=1,s=2) | 112x112x64" in html_report
+    assert "full-res-then-pool" in html_report and "strided" in html_report
+    assert "titan-x-maxwell" in html_report and "jetson-nano" in html_report
+    # the strided conv's MACs at stride 1: 231,211,008 * 4 = 924,844,032 (the notes' first design)
+    assert "231,211,008 -&gt; 924,844,032" in html_report
+    assert "never covers a 64 px object" in html_report
+    # per-layer rows: 18,496 params = 3*3*32*64 + 64
+    assert "18,496" in html_report
+
+
+def test_html_report_is_self_contained(html_report):
+    assert "<script" not in html_report and "<link" not in html_report and "@import" not in html_report
+    assert not re.search(r"""(src|href)=['"]?(https?:|//)""", html_report)
+    assert "url(http" not in html_report
+    images = re.findall(r"src='data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)'", html_report)
+    # layers, receptive field, roofline (two profiles), variants side by side
+    assert len(images) == 4 == html_report.count("<img")
+    svgs = [base64.b64decode(image).decode() for image in images]
+    assert all(svg.startswith("<?xml") and "<svg" in svg for svg in svgs)
+    assert "Receptive field growth with depth" in svgs[1] and "object 64 px" in svgs[1]
+    # an SVG may name its own namespace, but it must load nothing
+    assert not any(re.search(r"""(href|src)=['"]https?:""", svg) for svg in svgs)
+
+
+def test_markdown_report_links_its_images(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "design.md"
+    result = runner.invoke(app, ["report", NOTES, "-o", str(path), "-p", "jetson-nano"])
+    assert result.exit_code == 0, result.output
+    text = path.read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert links == [f"design_files/{kind}.svg" for kind in ("layers", "receptive-field", "roofline", "variants")]
+    assert all((tmp_path / link).read_text().startswith("<?xml") for link in links)
+    assert "## Advice" in text and "| jetson-nano |" in text
+
+
+def test_report_without_plots_needs_no_matplotlib(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    path = tmp_path / "plain.md"
+    result = runner.invoke(app, ["report", "32x32x3|3x3x3x8(p=1)|MP|FC(10)", "-o", str(path), "--no-plots"])
+    assert result.exit_code == 0, result.output
+    text = path.read_text()
+    assert "No plots: plots were turned off" in text and "pool-before-classifier" in text
+    result = runner.invoke(app, ["report", "32x32x3|3x3x3x8(p=1)", "-o", str(tmp_path / "x.md")])
+    assert result.exit_code == 1 and "cnncalc[plot]" in result.output
+
+
+def test_failed_checkpoint_still_writes_a_report_with_the_fix(tmp_path):
+    path = tmp_path / "broken.html"
+    result = runner.invoke(app, ["report", "224x224x32|3x3x32x64(p=0,s=2)|112x112x64", "-o", str(path),
+                                 "--no-plots"])
+    assert result.exit_code == 1 and "p=1" in result.output
+    page = path.read_text()
+    # computed floor((224 - 3) / 2) + 1 = 111 against the checkpoint's 112; p=1 makes it hold
+    assert "111x111x64" in page and "112x112x64" in page and "p=1 makes it hold" in page
+    assert "^^^" in page  # the caret under the checkpoint
+
+
+def test_report_rejects_other_formats(tmp_path):
+    result = runner.invoke(app, ["report", NOTES, "-o", str(tmp_path / "r.pdf")])
+    assert result.exit_code == 1 and ".md or .html" in result.output
+
+
+# ---- inline bars and --top in the terminal table -------------------------------------------
+def test_bar_widths():
+    # 6 cells of 8 eighths: half = 24 eighths = 3 full blocks; 1/16 = 3 eighths -> '▍'
+    assert bar(0.5) == "[cyan]███[/cyan][bright_black]░░░[/bright_black]"
+    assert bar(1 / 16) == "[cyan]▍[/cyan][bright_black]░░░░░[/bright_black]"
+    assert bar(0.0) == "[cyan][/cyan][bright_black]░░░░░░[/bright_black]"
+
+
+def test_top_layers_by_macs_without_profiles():
+    report = analyze(parse("32x32x3|3x3x3x8(p=1)|ReLU|3x3x8x16(p=1)|MP|3x3x16x16(p=1)"))
+    # MACs: 1024*8*27 = 221,184; 1024*16*72 = 1,179,648; 256*16*144 = 589,824
+    assert [layer.name for layer in top_layers(report, 2)] == ["conv2", "conv3"]
+
+
+def test_analyze_top_shows_only_the_heaviest(tmp_path):
+    spec = "32x32x3|3x3x3x8(p=1)|ReLU|3x3x8x16(p=1)|MP|3x3x16x16(p=1)"
+    result = runner.invoke(app, ["analyze", spec, "--top", "1"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "top 1 of 5 layers by MACs" in result.stdout
+    assert "conv2" in result.stdout and "conv1 " not in result.stdout and "relu1" not in result.stdout
+    assert "██████" in result.stdout  # the heaviest layer's bar is full
