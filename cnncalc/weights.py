@@ -19,7 +19,11 @@ def init_array(spec: WeightSpec, rng: np.random.Generator, dtype: np.dtype | typ
     if spec.init == "he":
         fan_in = numel(spec.shape[1:]) if len(spec.shape) > 1 else 1
         # Kaiming/He normal for ReLU nets: std = sqrt(2 / fan_in)
-        return (rng.standard_normal(spec.shape) * math.sqrt(2.0 / fan_in)).astype(dtype)
+        # draw in the target precision directly: twice as fast as drawing float64 and casting
+        draw_dtype = np.float32 if np.dtype(dtype) == np.float32 else np.float64
+        values = rng.standard_normal(spec.shape, dtype=draw_dtype)
+        values *= draw_dtype(math.sqrt(2.0 / fan_in))
+        return values.astype(dtype, copy=False)
     if spec.init == "zeros":
         return np.zeros(spec.shape, dtype=dtype)
     if spec.init == "ones":

@@ -1,0 +1,965 @@
+"""ONNX in and out: a Graph becomes a runnable ONNX model, and ONNX files become Graphs.
+
+Both directions ask the ops. Export writes one node per IR node, of type `op.op_type` with
+`op.onnx_attributes()`, whose inputs are the activations and then one initializer per
+`op.weights()` entry, named f"{node}.{weight}". Import builds each node with
+`OPS[op_type].from_onnx`. Only graph-level patterns live here: Constant nodes and the shape
+arithmetic that feeds Reshape, constant operands such as Clip's bounds, MatMul+Add read as
+Gemm, Reshape and Squeeze used as flatten, and Identity as a pass-through.
+
+ONNX files are untrusted: their size is checked before parsing, every parse failure becomes
+an OnnxFileError naming the file, external data may not leave the model's folder, and
+absurd dimensions are refused before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from . import __version__
+from .errors import CnnCalcError, OnnxFileError, UnsupportedOpError
+from .ir import Graph, Node, show_shape
+from .ops import OPS
+from .ops.base import Op, Shape, WeightSpec, numel, onnx_float
+from .ops.unsupported import Unsupported
+from .weights import Weights, init_weights
+
+DEFAULT_OPSET = 17
+MIN_OPSET = 13  # Softmax over one axis, Clip bounds and Dropout ratio as inputs: the semantics the ops assume
+MAX_OPSET = onnx.defs.onnx_opset_version()  # the newest the installed onnx package knows
+BATCH_PARAM = "batch"  # name of the symbolic batch dimension in exported models
+MAX_FILE_BYTES = 2**31 - 1  # protobuf cannot hold a larger message
+MAX_DIM = 10**6  # largest single dimension accepted from a file
+MAX_ELEMENTS = 2**40  # largest tensor accepted from a file or computed from one
+SPEC_KEY = "cnncalc.spec"  # metadata key holding the spec text
+
+_ELEM_TYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16,
+               "float64": TensorProto.DOUBLE, "int8": TensorProto.FLOAT}  # int8 sizes memory only: stored as float32
+_DTYPES = {TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16", TensorProto.DOUBLE: "float64"}
+_JOIN_WORDS = {"Add": "res", "Concat": "cat"}  # the spec grammar's words for ops that join branches
+
+
+# ==== export ===================================================================================
+def check_opset(opset: int) -> int:
+    """The opset, or a clear error when it is outside the range cnncalc writes."""
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise CnnCalcError(f"opset {opset} is outside the range cnncalc exports ({MIN_OPSET} to {MAX_OPSET})",
+                           hint=f"use --opset {DEFAULT_OPSET} (the default)")
+    return opset
+
+
+def to_onnx(graph: Graph, weights: Weights | None = None, *, seed: int = 0, opset: int = DEFAULT_OPSET,
+            batch: int | None = None, dynamic_batch: bool = True) -> onnx.ModelProto:
+    """The graph as an ONNX model with real weights (He init from `seed` unless given), ready to run or train.
+
+    The batch dimension is fixed to `batch` when given, else symbolic ("batch") with `dynamic_batch`,
+    else the graph's own batch.
+    """
+    check_opset(opset)
+    if graph.unsupported:
+        raise UnsupportedOpError(f"cannot export {graph.name}: it has ops cnncalc does not know "
+                                 f"({', '.join(graph.unsupported)})", hint="export the original model instead")
+    if batch is not None and not 1 <= batch <= MAX_DIM:
+        raise CnnCalcError(f"batch {batch} is outside 1 to {MAX_DIM}", hint="use --batch 1 or --dynamic-batch")
+    seeded = weights is None
+    if weights is None:
+        weights = init_weights(graph, seed)
+    elem = _ELEM_TYPES[graph.dtype]
+    np_dtype = helper.tensor_dtype_to_np_dtype(elem)
+    batch_dim: int | str = batch if batch is not None else (BATCH_PARAM if dynamic_batch else graph.batch)
+    nodes, initializers = [], []
+    for node in graph.nodes:
+        specs = node.op.weights([graph.shapes[name] for name in node.inputs])
+        arrays = _node_arrays(node, specs, weights, np_dtype)
+        names = [f"{node.name}.{spec.name}" for spec in specs]
+        initializers += [_tensor(array, name) for array, name in zip(arrays, names, strict=True)]
+        attributes = {key: value for key, value in node.op.onnx_attributes().items() if value is not None}
+        nodes.append(helper.make_node(node.op.op_type, [*node.inputs, *names], [node.name], name=node.name,
+                                      doc_string=node.label or node.op.describe(), **attributes))
+    inputs = [helper.make_tensor_value_info(graph.input_name, elem, [batch_dim, *graph.input_shape])]
+    outputs = [helper.make_tensor_value_info(graph.output, elem, [batch_dim, *graph.shapes[graph.output]])]
+    body = helper.make_graph(nodes, graph.name, inputs, outputs, initializers, doc_string=graph.description)
+    model = helper.make_model(body, opset_imports=[helper.make_opsetid("", opset)], producer_name="cnncalc",
+                              producer_version=__version__)
+    model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
+    text = graph.text or _spec_or_empty(graph)
+    model.doc_string = text
+    trainable = sum(numel(spec.shape) for node in graph.nodes
+                    for spec in node.op.weights([graph.shapes[n] for n in node.inputs]) if spec.trainable)
+    props = {SPEC_KEY: text, "cnncalc.name": graph.name, "cnncalc.dtype": graph.dtype, "cnncalc.params": str(trainable)}
+    if seeded:
+        props["cnncalc.seed"] = str(seed)
+    helper.set_model_props(model, props)
+    return model
+
+
+def _node_arrays(node: Node, specs: list[WeightSpec], weights: Weights, np_dtype: Any) -> list[np.ndarray]:
+    """The node's weight arrays in WeightSpec order, checked against the shapes the op asks for."""
+    arrays = weights.get(node.name, [])
+    if len(arrays) != len(specs):
+        raise CnnCalcError(f"layer {node.name} needs {len(specs)} weight arrays "
+                           f"({', '.join(s.name for s in specs) or 'none'}) but {len(arrays)} were given")
+    checked = []
+    for spec, array in zip(specs, arrays, strict=True):
+        array = np.asarray(array)
+        if tuple(array.shape) != tuple(spec.shape):
+            raise CnnCalcError(f"weight {node.name}.{spec.name} has shape {list(array.shape)}, "
+                               f"the layer needs {list(spec.shape)}")
+        checked.append(_contiguous(array, np_dtype))
+    return checked
+
+
+def _tensor(array: np.ndarray, name: str) -> TensorProto:
+    """An initializer holding the array's bytes (little-endian raw data, as ONNX stores them)."""
+    tensor = TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(array.dtype), dims=array.shape)
+    tensor.raw_data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+    return tensor
+
+
+def _contiguous(array: np.ndarray, np_dtype: Any) -> np.ndarray:
+    """The array in C order and the model's dtype, copied only when needed (scalars stay 0-D)."""
+    if array.ndim == 0:
+        return np.array(array, dtype=np_dtype)
+    return np.ascontiguousarray(array, dtype=np_dtype)
+
+
+def _spec_or_empty(graph: Graph) -> str:
+    """The graph's spec text for the doc string, or nothing when it cannot be written as a spec."""
+    try:
+        return to_spec(graph)
+    except CnnCalcError:
+        return ""
+
+
+def save_model(model: onnx.ModelProto, path: str | Path, *, force: bool = False) -> None:
+    """Write the model atomically (temp file beside it, then rename); never overwrite without force."""
+    from .fileio import write_atomic
+
+    try:
+        data = model.SerializeToString()
+    except ValueError as error:  # protobuf refuses messages over 2 GB
+        raise CnnCalcError(f"cannot write {path}: the model is too large for one ONNX file ({error})") from None
+    write_atomic(path, data, force=force)
+
+
+def export_targets(output: str | Path | None, names: list[str], *, force: bool = False) -> list[Path]:
+    """Where each network goes: `output` (default <name>.onnx) for one, <stem>-<name>.onnx for several.
+
+    Every target is checked before anything is written, so a refusal leaves no partial set of files.
+    """
+    safe = [re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "network" for name in names]
+    if output is None:
+        targets = [Path(f"{name}.onnx") for name in safe]
+    elif len(names) == 1:
+        targets = [Path(output)]
+    else:
+        base = Path(output)
+        targets = [base.with_name(f"{base.stem}-{name}{base.suffix or '.onnx'}") for name in safe]
+    if len(set(targets)) != len(targets):
+        raise CnnCalcError("two networks would be written to the same file", hint="give the variants distinct names")
+    existing = [str(target) for target in targets if target.exists()]
+    if existing and not force:
+        raise CnnCalcError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}",
+                           hint="pass --force to overwrite, or choose another --output")
+    return targets
+
+
+# ==== import ===================================================================================
+@dataclass
+class ImportedModel:
+    """An ONNX model read into the IR, with its weights (node name -> arrays in the op's WeightSpec order)."""
+
+    graph: Graph
+    weights: Weights = field(default_factory=dict)
+
+
+def load_model(path_or_bytes: str | Path | bytes, *, allow_unsupported: bool = False,
+               name: str | None = None) -> ImportedModel:
+    """Read an ONNX model (file or bytes) into a Graph plus its weights."""
+    return _Importer(path_or_bytes, allow_unsupported, name, read_weights=True).run()
+
+
+def import_onnx(path: str | Path | bytes, *, allow_unsupported: bool = False) -> Graph:
+    """Read an ONNX model into a Graph for analysis; weight values are not loaded."""
+    return _Importer(path, allow_unsupported, None, read_weights=False).run().graph
+
+
+_SYMBOLIC = -(2**62)  # the batch size inside folded shape arithmetic when the file leaves it symbolic
+
+
+@dataclass
+class _Const:
+    """A tensor whose value is known without running the model: an initializer or a folded constant."""
+
+    shape: Shape
+    proto: TensorProto | None = None
+    array: np.ndarray | None = None  # None with no proto: value unknown (made by an unsupported op)
+
+
+def _fold_shape(values: list[np.ndarray], attrs: dict[str, Any], act_shape: list[int] | None) -> np.ndarray:
+    """Shape(x): the input's full shape, batch first, sliced by start/end (opset 15)."""
+    assert act_shape is not None
+    return np.array(act_shape, dtype=np.int64)[attrs.get("start", 0):attrs.get("end", None)]
+
+
+def _fold_gather(values: list[np.ndarray], attrs: dict[str, Any], act_shape: list[int] | None) -> np.ndarray:
+    return np.take(values[0], values[1], axis=int(attrs.get("axis", 0)))
+
+
+def _fold_unsqueeze(values: list[np.ndarray], attrs: dict[str, Any], act_shape: list[int] | None) -> np.ndarray:
+    axes = values[1] if len(values) > 1 else attrs.get("axes", [])
+    result = values[0]
+    for axis in sorted(int(a) for a in np.atleast_1d(axes)):
+        result = np.expand_dims(result, axis)
+    return result
+
+
+def _fold_squeeze(values: list[np.ndarray], attrs: dict[str, Any], act_shape: list[int] | None) -> np.ndarray:
+    axes = values[1] if len(values) > 1 else attrs.get("axes")
+    return np.squeeze(values[0]) if axes is None else np.squeeze(values[0], tuple(int(a) for a in axes))
+
+
+def _fold_concat(values: list[np.ndarray], attrs: dict[str, Any], act_shape: list[int] | None) -> np.ndarray:
+    return np.concatenate([np.atleast_1d(v) for v in values], axis=int(attrs.get("axis", 0)))
+
+
+def _fold_cast(values: list[np.ndarray], attrs: dict[str, Any], act_shape: list[int] | None) -> np.ndarray:
+    return values[0].astype(helper.tensor_dtype_to_np_dtype(int(attrs["to"])))
+
+
+# shape arithmetic that exporters emit around Reshape, e.g. x.view(x.size(0), -1), folded at import
+_FOLDS: dict[str, Callable[[list[np.ndarray], dict[str, Any], list[int] | None], np.ndarray]] = {
+    "Shape": _fold_shape, "Gather": _fold_gather, "Unsqueeze": _fold_unsqueeze, "Squeeze": _fold_squeeze,
+    "Concat": _fold_concat, "Cast": _fold_cast, "Identity": lambda values, attrs, shape: values[0],
+}
+
+
+_PATTERNS = ("Identity", "Reshape", "Squeeze", "MatMul")  # read by the _pattern_<name> methods below
+
+
+class _Importer:
+    """One pass over an ONNX graph in topological order, building IR nodes as it goes."""
+
+    def __init__(self, source: str | Path | bytes, allow_unsupported: bool, name: str | None,
+                 read_weights: bool) -> None:
+        self.allow_unsupported = allow_unsupported
+        self.read_weights = read_weights
+        self.model, self.label, self.folder = _read_model(source)
+        self.name = name or (Path(source).stem if not isinstance(source, bytes) else "") or "onnx-model"
+        self.opset = _default_opset(self.model)
+        self.tensors: dict[str, str] = {}  # ONNX tensor name -> IR tensor name (activations)
+        self.shapes: dict[str, Shape] = {}  # IR tensor name -> per-sample shape
+        self.consts: dict[str, _Const] = {}
+        self.unknown: set[str] = set()  # ONNX tensors downstream of an unsupported op (listing mode)
+        self.nodes: list[Node] = []
+        self.weights: Weights = {}
+        self.unsupported: dict[str, list[str]] = {}
+        self.skipped: set[int] = set()  # ONNX nodes folded into an earlier IR node (the Add of MatMul+Add)
+        self.used_names: set[str] = set()
+        self._inferred: dict[str, onnx.ValueInfoProto] | None = None
+        self.graph_outputs = {value.name for value in self.model.graph.output}
+        self.consumers: dict[str, list[tuple[int, onnx.NodeProto]]] = {}
+
+    # ---- driver ------------------------------------------------------------------------------
+    def run(self) -> ImportedModel:
+        """The whole import; anything a damaged file makes go wrong becomes an OnnxFileError naming it."""
+        try:
+            return self._run()
+        except CnnCalcError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the last guard between an untrusted file and a traceback
+            raise OnnxFileError(f"{self.label} cannot be read: {type(error).__name__}: {str(error)[:200]}",
+                                hint="the file is damaged or was not written by an ONNX exporter") from None
+
+    def _run(self) -> ImportedModel:
+        graph_proto = self.model.graph
+        _check_names(graph_proto, self.label)
+        for tensor in graph_proto.initializer:
+            self.consts[tensor.name] = _Const(self._checked_dims(tensor.dims, f"initializer {tensor.name!r}"),
+                                              proto=tensor)
+            self._check_external(tensor)
+        self._read_input()
+        ordered = self._topological_order()
+        self.consumers = _consumers(ordered, graph_proto)
+        for index, node in ordered:
+            if index not in self.skipped:
+                self._convert(index, node)
+        if self.unsupported and not self.allow_unsupported:
+            raise self._unsupported_error()
+        return ImportedModel(self._graph(), self.weights)
+
+    def _graph(self) -> Graph:
+        outputs = [value.name for value in self.model.graph.output]
+        if len(outputs) != 1:
+            raise OnnxFileError(f"{self.label}: cnncalc analyses models with one output; this one has "
+                                f"{len(outputs)} ({', '.join(outputs[:5])})",
+                                hint="export the model with a single output tensor")
+        output = self.tensors.get(outputs[0])
+        if output is None or output == self.input_name:
+            raise OnnxFileError(f"{self.label}: the output {outputs[0]!r} is not computed by any layer cnncalc reads",
+                                hint="the model must compute its output from its input")
+        description = self.model.doc_string or self.model.graph.doc_string
+        unsupported = tuple(f"{op_type} at {where}" for op_type, places in self.unsupported.items()
+                            for where in places)
+        try:
+            return Graph(self.name, self.input_shape, tuple(self.nodes), output, input_name=self.input_name,
+                         dtype=self.dtype, batch=self.batch, description=description[:2000],
+                         unsupported=unsupported)
+        except CnnCalcError as error:
+            raise OnnxFileError(f"{self.label}: {error.message}", hint=error.hint) from None
+
+    # ---- file-level checks ---------------------------------------------------------------------
+    def _checked_dims(self, dims: Iterable[int], what: str) -> Shape:
+        """Dimensions from the file, refused when negative or absurd before anything is allocated."""
+        shape = tuple(int(d) for d in dims)
+        if any(d < 0 or d > MAX_DIM for d in shape) or numel(shape) > MAX_ELEMENTS:
+            raise OnnxFileError(f"{self.label}: {what} has dimensions {list(shape)[:8]} outside what cnncalc accepts "
+                                f"(each 0 to {MAX_DIM}, at most 2**40 elements)",
+                                hint="the file is damaged or not a CNN cnncalc can analyse")
+        return shape
+
+    def _check_external(self, tensor: TensorProto) -> Path | None:
+        """The external data file of a tensor, if it has one, after checking it stays in the model's folder."""
+        if tensor.data_location != TensorProto.EXTERNAL:
+            return None
+        info = {entry.key: entry.value for entry in tensor.external_data}
+        location = info.get("location", "")
+        what = f"{self.label}: initializer {tensor.name!r} keeps its data in {location!r}"
+        if self.folder is None:
+            raise OnnxFileError(f"{what}, but the model was given as bytes",
+                                hint="load the model from its file so its external data can be found")
+        posix, windows = PurePosixPath(location), PureWindowsPath(location)
+        if (not location or posix.is_absolute() or windows.is_absolute() or windows.drive
+                or ".." in posix.parts or ".." in windows.parts):
+            raise OnnxFileError(f"{what}, a path that is not inside the model's folder",
+                                hint="external data must be a relative path next to the .onnx file")
+        folder = self.folder.resolve()
+        path = (folder / location).resolve()  # follows symlinks, so a link out of the folder is caught here
+        if folder not in path.parents:
+            raise OnnxFileError(f"{what}, which resolves outside the model's folder {folder}",
+                                hint="external data must stay in the model's folder (no symlinks out)")
+        if not path.is_file():
+            raise OnnxFileError(f"{what}, which does not exist", hint="copy the data file next to the model")
+        return path
+
+    def _read_input(self) -> None:
+        """The one activation input: its shape, batch (fixed or symbolic) and element type."""
+        graph = self.model.graph
+        initializers = {tensor.name for tensor in graph.initializer}
+        inputs = [value for value in graph.input if value.name not in initializers]
+        if len(inputs) != 1:
+            raise OnnxFileError(f"{self.label}: cnncalc analyses models with one input; this one has {len(inputs)}",
+                                hint="export the model with a single image input")
+        value = inputs[0]
+        tensor_type = value.type.tensor_type
+        if not value.type.HasField("tensor_type") or not tensor_type.HasField("shape"):
+            raise OnnxFileError(f"{self.label}: input {value.name!r} has no tensor shape",
+                                hint="export the model with a fixed input shape, e.g. 1x3x224x224")
+        if tensor_type.elem_type not in _DTYPES:
+            known = tensor_type.elem_type in TensorProto.DataType.values()
+            kind = TensorProto.DataType.Name(tensor_type.elem_type) if known else str(tensor_type.elem_type)
+            raise OnnxFileError(f"{self.label}: input {value.name!r} has element type {kind}",
+                                hint="cnncalc reads float32, float16 and float64 models")
+        self.dtype = _DTYPES[tensor_type.elem_type]
+        dims = list(tensor_type.shape.dim)
+        if len(dims) not in (2, 4):
+            raise OnnxFileError(f"{self.label}: input {value.name!r} has rank {len(dims)}; cnncalc reads NCHW images "
+                                "(rank 4) or NxF vectors (rank 2)", hint="export a 2-D CNN with input N x C x H x W")
+        sizes = []
+        for axis, dim in enumerate(dims[1:], start=1):
+            if not dim.HasField("dim_value") or dim.dim_value < 1:
+                raise OnnxFileError(f"{self.label}: input {value.name!r} axis {axis} has no fixed size "
+                                    f"({dim.dim_param or '?'})",
+                                    hint="export with a fixed input size, e.g. 3x224x224")
+            sizes.append(dim.dim_value)
+        self.input_shape = self._checked_dims(sizes, f"input {value.name!r}")
+        self.symbolic_batch = not dims[0].HasField("dim_value") or dims[0].dim_value < 1
+        self.batch = 1 if self.symbolic_batch else self._checked_dims([dims[0].dim_value], "the batch")[0]
+        self.input_name = self._unique(value.name or "input")
+        self.tensors[value.name] = self.input_name
+        self.shapes[self.input_name] = self.input_shape
+
+    def _topological_order(self) -> list[tuple[int, onnx.NodeProto]]:
+        """Nodes in an order where every input is computed first: the file's own order when it already is."""
+        nodes = list(self.model.graph.node)
+        available = set(self.consts) | set(self.tensors) | {""}
+        producer = {value: index for index, node in enumerate(nodes) for value in node.output if value}
+        if len(producer) != sum(1 for node in nodes for value in node.output if value):
+            raise OnnxFileError(f"{self.label}: two nodes write the same tensor", hint="the file is damaged")
+        waiting = [0] * len(nodes)  # inputs each node still waits for
+        readers: dict[int, list[int]] = {}
+        for index, node in enumerate(nodes):
+            for value in node.input:
+                if value in available:
+                    continue
+                if value not in producer:
+                    raise OnnxFileError(f"{self.label}: node {node.name or node.op_type!r} reads {value!r}, "
+                                        "which nothing computes", hint="the file is damaged or incomplete")
+                waiting[index] += 1
+                readers.setdefault(producer[value], []).append(index)
+        ready = [index for index, count in enumerate(waiting) if count == 0]
+        heapq.heapify(ready)
+        order = []
+        while ready:
+            index = heapq.heappop(ready)  # lowest index first keeps the file's order
+            order.append((index, nodes[index]))
+            for reader in readers.get(index, []):
+                waiting[reader] -= 1
+                if waiting[reader] == 0:
+                    heapq.heappush(ready, reader)
+        if len(order) != len(nodes):
+            raise OnnxFileError(f"{self.label}: the graph has a cycle", hint="the file is damaged")
+        return order
+
+    # ---- one node ------------------------------------------------------------------------------
+    def _convert(self, index: int, node: onnx.NodeProto) -> None:
+        name = self._unique(node.name.lstrip("/") or (node.output[0] if node.output else "") or f"node{index}")
+        if not node.output or not node.output[0]:
+            raise OnnxFileError(f"{self.label}: node {name} ({node.op_type}) has no output")
+        if any(value in self.unknown for value in node.input if value):
+            self._note_unknown(node, name)
+            return
+        try:
+            attrs = {attr.name: _attribute(attr) for attr in node.attribute}
+        except Exception as error:  # noqa: BLE001 - anything a damaged attribute throws
+            raise OnnxFileError(f"{self.label}: node {name} ({node.op_type}) has an unreadable attribute: {error}",
+                                hint="the file is damaged") from None
+        if node.domain not in ("", "ai.onnx"):
+            self._unsupported(node, name, f"from domain {node.domain!r}")
+            return
+        try:
+            self._dispatch(index, node, name, attrs)
+        except UnsupportedOpError as error:
+            self._unsupported(node, name, error.message)
+        except OnnxFileError:
+            raise
+        except CnnCalcError as error:
+            raise OnnxFileError(f"{self.label}: node {name} ({node.op_type}): {error.message}",
+                                hint=error.hint) from None
+        except Exception as error:  # noqa: BLE001 - a damaged node must give an error, not a traceback
+            raise OnnxFileError(f"{self.label}: node {name} ({node.op_type}) cannot be read: "
+                                f"{type(error).__name__}: {error}", hint="the file is damaged or malformed") from None
+
+    def _dispatch(self, index: int, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> None:
+        present = [value for value in node.input if value]
+        if node.op_type == "Constant":
+            self._constant(node, attrs)
+        elif node.op_type == "Shape" or (present and all(value in self.consts for value in present)):
+            self._fold(node, attrs)
+        elif node.op_type in _PATTERNS:
+            getattr(self, f"_pattern_{node.op_type.lower()}")(index, node, name, attrs)
+        else:
+            self._registry(node, name, attrs)
+
+    def _registry(self, node: onnx.NodeProto, name: str, attrs: dict[str, Any],
+                  op_cls: type[Op] | None = None) -> None:
+        """The general case: the op class registered for the ONNX op type builds itself."""
+        op_cls = op_cls or OPS.get(node.op_type)
+        if op_cls is None:
+            raise UnsupportedOpError(f"{node.op_type} is not an op cnncalc knows")
+        self._check_extra_outputs(node)
+        activations, weights = self._split_inputs(node, attrs)
+        n_inputs = op_cls.n_inputs  # 0: any number from 2
+        if (n_inputs and len(activations) != n_inputs) or (not n_inputs and len(activations) < 2):
+            raise UnsupportedOpError(f"{node.op_type} with {len(activations)} activation inputs is not supported")
+        in_shapes = [self.shapes[self.tensors[value]] for value in activations]
+        weight_shapes = [self.consts[value].shape for value in weights]
+        op = op_cls.from_onnx(attrs, in_shapes, weight_shapes)
+        self._add(name, op, [self.tensors[value] for value in activations], node.output[0], weights)
+
+    def _add(self, name: str, op: Op, inputs: list[str], output: str, weight_inputs: list[str]) -> None:
+        """Append an IR node after checking its shape and its weights against what the op asks for."""
+        in_shapes = [self.shapes[value] for value in inputs]
+        out_shape = tuple(op.output_shape(in_shapes))
+        if any(d < 1 for d in out_shape) or numel(out_shape) > MAX_ELEMENTS:
+            raise OnnxFileError(f"{self.label}: layer {name} computes the shape {list(out_shape)[:8]}",
+                                hint="the file is damaged or its dimensions are absurd")
+        specs = op.weights(in_shapes)
+        file_weights = [value for value in weight_inputs if value in self.consts]
+        arrays = self._weight_arrays(name, specs, file_weights)
+        block = name.rsplit("/", 2)[0] if name.count("/") >= 2 else ""
+        self.nodes.append(Node(name, op, tuple(inputs), label=op.describe(), block=block))
+        self.shapes[name] = out_shape
+        self.tensors[output] = name
+        if self.read_weights:
+            self.weights[name] = arrays
+
+    def _weight_arrays(self, name: str, specs: list[WeightSpec], inputs: list[str]) -> list[np.ndarray]:
+        """The file's initializers matched to the op's WeightSpecs; constant operands come from the op."""
+        np_dtype = helper.tensor_dtype_to_np_dtype(_ELEM_TYPES[self.dtype])
+        arrays = []
+        for position, spec in enumerate(specs):
+            if spec.constant is not None:
+                if self.read_weights:
+                    arrays.append(np.full(spec.shape, spec.constant, dtype=np_dtype))
+                continue
+            if position >= len(inputs):
+                raise OnnxFileError(f"{self.label}: layer {name} lacks its weight {spec.name!r}",
+                                    hint="the file is damaged or uses a layout cnncalc does not know")
+            const = self.consts[inputs[position]]
+            if numel(const.shape) != numel(spec.shape):
+                raise OnnxFileError(f"{self.label}: layer {name} weight {spec.name!r} has shape {list(const.shape)}, "
+                                    f"the layer needs {list(spec.shape)}", hint="the file is damaged")
+            if self.read_weights:
+                arrays.append(_contiguous(self._value(inputs[position]).reshape(spec.shape), np_dtype))
+        extra = [value for value in inputs[len(specs):] if numel(self.consts[value].shape) > 1]
+        if extra:
+            raise UnsupportedOpError(f"{len(extra)} more weight inputs than cnncalc's layer has ({extra[0]!r})")
+        return arrays
+
+    def _split_inputs(self, node: onnx.NodeProto, attrs: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """Activation inputs first, then constants; scalar constants become attributes by their schema name."""
+        activations: list[str] = []
+        weights: list[str] = []
+        names = _schema_input_names(node.op_type, self.opset)
+        for position, value in enumerate(node.input):
+            if not value:
+                continue
+            if value in self.tensors:
+                if weights:
+                    raise UnsupportedOpError(f"{node.op_type} with a constant before an activation input")
+                activations.append(value)
+            elif value in self.consts:
+                weights.append(value)
+                const = self.consts[value]
+                role = names[position] if position < len(names) else ""
+                if numel(const.shape) == 1 and role and role not in attrs and self._known(value):
+                    scalar = self._value(value).reshape(-1)[0]
+                    # a float32 0.2 reads back as 0.2, not 0.200000003
+                    single = scalar.dtype.kind == "f" and scalar.dtype.itemsize <= 4
+                    attrs[role] = onnx_float(scalar) if single else scalar.item()
+            else:
+                raise OnnxFileError(f"{self.label}: {node.op_type} reads {value!r}, which nothing computes")
+        return activations, weights
+
+    # ---- graph-level patterns ------------------------------------------------------------------
+    def _constant(self, node: onnx.NodeProto, attrs: dict[str, Any]) -> None:
+        """A Constant node: its value is known now, like an initializer."""
+        if "value" in attrs:
+            tensor = attrs["value"]
+            shape = self._checked_dims(tensor.dims, f"constant {node.output[0]!r}")
+            if tensor.data_location == TensorProto.EXTERNAL:
+                raise OnnxFileError(f"{self.label}: constant {node.output[0]!r} keeps its value in an external file",
+                                    hint="cnncalc reads external data for initializers only")
+            self.consts[node.output[0]] = _Const(shape, proto=tensor)
+            return
+        for key in ("value_float", "value_floats", "value_int", "value_ints"):
+            if key in attrs:
+                array = np.asarray(attrs[key], dtype=np.float32 if "float" in key else np.int64)
+                self.consts[node.output[0]] = _Const(array.shape, array=array)
+                return
+        raise UnsupportedOpError(f"Constant with {', '.join(attrs) or 'no value'} is not supported")
+
+    def _fold(self, node: onnx.NodeProto, attrs: dict[str, Any]) -> None:
+        """Shape arithmetic on constants (and Shape of an activation), computed at import."""
+        fold = _FOLDS.get(node.op_type)
+        if fold is None and node.op_type not in OPS:
+            raise UnsupportedOpError(f"{node.op_type} is not an op cnncalc knows")
+        if fold is None:
+            raise UnsupportedOpError(f"{node.op_type} on constants only is not supported")
+        values, act_shape = [], None
+        for value in node.input:
+            if not value:
+                continue
+            if value in self.tensors:
+                batch = _SYMBOLIC if self.symbolic_batch else self.batch
+                act_shape = [batch, *self.shapes[self.tensors[value]]]
+            else:
+                if not self._known(value):
+                    raise UnsupportedOpError(f"{node.op_type} of a value an unsupported op computes")
+                values.append(self._value(value))
+        result = np.asarray(fold(values, attrs, act_shape))
+        self._checked_dims(result.shape, f"the result of {node.op_type}")
+        self.consts[node.output[0]] = _Const(result.shape, array=result)
+
+    def _pattern_identity(self, index: int, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> None:
+        """Identity on an activation is a pass-through: its output is its input."""
+        self._check_extra_outputs(node)
+        self.tensors[node.output[0]] = self.tensors[node.input[0]]
+
+    def _pattern_reshape(self, index: int, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> None:
+        """Reshape to (batch, -1) or (batch, C*H*W) is a flatten; to the same shape, a pass-through."""
+        source = self.tensors[node.input[0]]
+        shape = self.shapes[source]
+        if len(node.input) < 2 or node.input[1] not in self.consts or not self._known(node.input[1]):
+            raise UnsupportedOpError("Reshape to a shape that is not a constant is not supported")
+        target = [int(v) for v in self._value(node.input[1]).reshape(-1)]
+        # 0 copies the batch, -1 infers it; a fixed batch may also be written out
+        batch_values = {0, _SYMBOLIC} | (set() if self.symbolic_batch else {self.batch})
+        if target[1:] == list(shape) and (target[0] in batch_values or target[0] == -1):
+            self.tensors[node.output[0]] = source  # a reshape to the same shape changes nothing
+            return
+        flat = len(target) == 2 and ((target[0] in batch_values and target[1] in (-1, numel(shape)))
+                                     or target == [-1, numel(shape)])
+        if not flat:
+            raise UnsupportedOpError(f"Reshape of {show_shape(shape)} to {target} is not a flatten")
+        self._flatten(node, name, source)
+
+    def _pattern_squeeze(self, index: int, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> None:
+        """Squeeze of the 1x1 spatial axes after a global pool is a flatten."""
+        source = self.tensors[node.input[0]]
+        shape = self.shapes[source]
+        if len(node.input) > 1 and node.input[1]:
+            axes = [int(a) for a in self._value(node.input[1]).reshape(-1)]
+        else:
+            axes = [int(a) for a in attrs.get("axes", [])]
+        rank = len(shape) + 1
+        normal = sorted(a + rank if a < 0 else a for a in axes)
+        if len(shape) == 3 and shape[1:] == (1, 1) and normal == [2, 3]:
+            self._flatten(node, name, source)
+            return
+        raise UnsupportedOpError(f"Squeeze of axes {axes} on {show_shape(shape)} is not a flatten")
+
+    def _flatten(self, node: onnx.NodeProto, name: str, source: str) -> None:
+        op = OPS["Flatten"].from_onnx({"axis": 1}, [self.shapes[source]], [])
+        self._add(name, op, [source], node.output[0], [])
+
+    def _pattern_matmul(self, index: int, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> None:
+        """x @ W (+ b in the next node) on a vector is a fully connected layer: Gemm with transB=0."""
+        if len(node.input) != 2 or node.input[0] not in self.tensors or node.input[1] not in self.consts:
+            raise UnsupportedOpError("MatMul that is not activation @ constant weight is not supported")
+        source = self.tensors[node.input[0]]
+        w_shape = self.consts[node.input[1]].shape
+        if len(self.shapes[source]) != 1 or len(w_shape) != 2:
+            raise UnsupportedOpError(f"MatMul of {list(self.shapes[source])} by {list(w_shape)} is not a "
+                                     "fully connected layer")
+        self._check_extra_outputs(node)
+        weights, output = [node.input[1]], node.output[0]
+        readers = self.consumers.get(output, [])
+        if len(readers) == 1 and output not in self.graph_outputs:
+            add_index, add = readers[0]
+            others = [value for value in add.input if value != output]
+            if (add.op_type == "Add" and add.domain in ("", "ai.onnx") and len(add.input) == 2 and len(others) == 1
+                    and others[0] in self.consts and numel(self.consts[others[0]].shape) == w_shape[1]):
+                weights.append(others[0])
+                output = add.output[0]
+                self.skipped.add(add_index)
+        op = OPS["Gemm"].from_onnx({"transB": 0}, [self.shapes[source]], [self.consts[w].shape for w in weights])
+        self._add(name, op, [source], output, weights)
+
+    # ---- unsupported ops -------------------------------------------------------------------------
+    def _unsupported(self, node: onnx.NodeProto, name: str, reason: str) -> None:
+        """Record an op cnncalc cannot count; with allow_unsupported keep it as a zero-cost placeholder."""
+        where = name if reason.endswith("not an op cnncalc knows") else f"{name} ({reason})"
+        self.unsupported.setdefault(node.op_type, []).append(where)
+        if not self.allow_unsupported:
+            self.unknown.update(value for value in node.output if value)
+            return
+        outputs = [value for value in node.output if value]
+        used = [value for value in outputs[1:] if value in self.consumers or value in self.graph_outputs]
+        activations = [self.tensors[value] for value in node.input if value in self.tensors]
+        dims = self._inferred_dims(outputs[0])
+        # a placeholder needs every axis after the batch; a constant (no activation input) every axis
+        if used or dims is None or None in (dims[1:] if activations else dims):
+            raise OnnxFileError(f"{self.label}: cannot continue past {node.op_type} at {name}: "
+                                + (f"its extra output {used[0]!r} is used" if used else
+                                   "ONNX shape inference gives no fixed shape for its output"),
+                                hint="cnncalc can skip an unknown op only when its output shape is known")
+        sizes = [d or 1 for d in dims]
+        if not activations:  # computed from constants only: a constant of unknown value, e.g. dequantized weights
+            self.consts[outputs[0]] = _Const(self._checked_dims(sizes, f"the output {outputs[0]!r}"))
+            return
+        if len(sizes) not in (2, 4):
+            raise OnnxFileError(f"{self.label}: cannot continue past {node.op_type} at {name}: its output has "
+                                f"rank {len(sizes)}", hint="cnncalc reads NCHW images and NxF vectors")
+        shape = self._checked_dims(sizes[1:], f"the output {outputs[0]!r}")
+        self._add(name, Unsupported(node.op_type, shape, name), activations, outputs[0], [])
+
+    def _note_unknown(self, node: onnx.NodeProto, name: str) -> None:
+        """Downstream of an unsupported op (when failing anyway): only list ops cnncalc would not know either."""
+        known = node.op_type in OPS or node.op_type in _FOLDS or node.op_type in _PATTERNS or \
+            node.op_type == "Constant"
+        if not known:
+            self.unsupported.setdefault(node.op_type, []).append(name)
+        self.unknown.update(value for value in node.output if value)
+
+    def _unsupported_error(self) -> UnsupportedOpError:
+        lines = [f"{op_type} ({len(places)}x): {', '.join(places[:5])}{' ...' if len(places) > 5 else ''}"
+                 for op_type, places in self.unsupported.items()]
+        return UnsupportedOpError(
+            f"{self.label} uses ops cnncalc does not know:\n    " + "\n    ".join(lines),
+            ops=self.unsupported,
+            hint="pass --allow-unsupported to analyse the rest (totals become lower bounds)",
+        )
+
+    def _inferred_dims(self, output: str) -> tuple[int | None, ...] | None:
+        """A tensor's dims from ONNX shape inference (None for a symbolic axis), or None when it has none."""
+        if self._inferred is None:
+            self._inferred = {}
+            try:
+                inferred = onnx.shape_inference.infer_shapes(self.model)
+                for value in [*inferred.graph.value_info, *inferred.graph.output]:
+                    self._inferred[value.name] = value
+            except Exception:  # noqa: BLE001 - inference is best effort; a missing shape is reported by the caller
+                pass
+        value = self._inferred.get(output)
+        if value is None or not value.type.tensor_type.HasField("shape"):
+            return None
+        return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                     for d in value.type.tensor_type.shape.dim)
+
+    # ---- helpers -----------------------------------------------------------------------------------
+    def _check_extra_outputs(self, node: onnx.NodeProto) -> None:
+        used = [value for value in node.output[1:] if value and (value in self.consumers or
+                                                                 value in self.graph_outputs)]
+        if used:
+            raise UnsupportedOpError(f"{node.op_type} whose extra output {used[0]!r} is used")
+
+
+    def _known(self, value: str) -> bool:
+        const = self.consts[value]
+        return const.proto is not None or const.array is not None
+
+    def _value(self, value: str) -> np.ndarray:
+        """A constant's value, read from the file (embedded or external) on first use."""
+        const = self.consts[value]
+        if const.array is None:
+            if const.proto is None:
+                raise UnsupportedOpError(f"the value of {value!r} is computed by an unsupported op")
+            const.array = self._tensor_array(const.proto)
+        return const.array
+
+    def _tensor_array(self, tensor: TensorProto) -> np.ndarray:
+        """A TensorProto's values; external data only from the checked path inside the model's folder."""
+        try:
+            shape = self._checked_dims(tensor.dims, f"initializer {tensor.name!r}")
+            if tensor.data_location != TensorProto.EXTERNAL:
+                return numpy_helper.to_array(tensor).reshape(shape)
+            path = self._check_external(tensor)
+            assert path is not None
+            info = {entry.key: entry.value for entry in tensor.external_data}
+            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).newbyteorder("<")
+            expected = numel(shape) * dtype.itemsize
+            offset = int(info.get("offset", 0))
+            length = int(info.get("length", expected))
+            if offset < 0 or length != expected or offset + length > path.stat().st_size:
+                raise OnnxFileError(f"{self.label}: initializer {tensor.name!r} wants {length} bytes at offset "
+                                    f"{offset} of {path.name}, which does not fit its shape or the file",
+                                    hint="the external data file is damaged or does not belong to this model")
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read(length)
+            return np.frombuffer(data, dtype=dtype).reshape(shape)
+        except CnnCalcError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a damaged tensor must give an error, not a traceback
+            raise OnnxFileError(f"{self.label}: initializer {tensor.name!r} cannot be read: {error}",
+                                hint="the file is damaged") from None
+
+    def _unique(self, name: str) -> str:
+        """An IR tensor name not used yet (ONNX node names may repeat or be empty)."""
+        candidate, count = name, 1
+        while candidate in self.used_names:
+            count += 1
+            candidate = f"{name}_{count}"
+        self.used_names.add(candidate)
+        return candidate
+
+
+def _read_model(source: str | Path | bytes) -> tuple[onnx.ModelProto, str, Path | None]:
+    """Parse the bytes of a model after checking its size; the folder is where external data may live."""
+    if isinstance(source, bytes):
+        data, label, folder = source, "ONNX bytes", None
+    else:
+        path = Path(source)
+        label = str(path)
+        try:
+            if not path.is_file():
+                raise OnnxFileError(f"{path} does not exist or is not a file", hint="check the path")
+            size = path.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise OnnxFileError(f"{path} is {size} bytes, more than one ONNX file can hold",
+                                    hint="large models keep their weights in external data files")
+            data = path.read_bytes()
+        except OSError as error:
+            raise OnnxFileError(f"cannot read {path}: {error.strerror or error}") from None
+        folder = path.parent
+    if len(data) > MAX_FILE_BYTES:
+        raise OnnxFileError(f"{label} is {len(data)} bytes, more than one ONNX file can hold")
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except Exception as error:  # noqa: BLE001 - protobuf raises several types for damaged input
+        raise OnnxFileError(f"{label} is not an ONNX model (it cannot be parsed: {type(error).__name__})",
+                            hint="give a .onnx file written by an ONNX exporter") from None
+    if not model.HasField("graph") or not model.graph.node:
+        raise OnnxFileError(f"{label} is not an ONNX model with a graph (no nodes found)",
+                            hint="give a .onnx file written by an ONNX exporter")
+    return model, label, folder
+
+
+def _check_names(graph: onnx.GraphProto, label: str) -> None:
+    """Every name the importer reads is text; protobuf hands over bytes when a file's string is not UTF-8."""
+    names: list[Any] = [value.name for value in [*graph.input, *graph.output, *graph.initializer]]
+    for node in graph.node:
+        names += [node.name, node.op_type, node.domain, *node.input, *node.output]
+        names += [attr.name for attr in node.attribute]
+    for tensor in graph.initializer:
+        names += [entry.key for entry in tensor.external_data] + [entry.value for entry in tensor.external_data]
+    if any(not isinstance(name, str) for name in names):
+        raise OnnxFileError(f"{label} has names that are not valid UTF-8 text", hint="the file is damaged")
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    return DEFAULT_OPSET
+
+
+def _attribute(attr: onnx.AttributeProto) -> Any:
+    """An attribute's value with strings decoded and tensors kept as TensorProto."""
+    value = helper.get_attribute_value(attr)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, list) and value and isinstance(value[0], bytes):
+        return [item.decode("utf-8", errors="replace") for item in value]
+    return value
+
+
+def _schema_input_names(op_type: str, opset: int) -> list[str]:
+    """The ONNX schema's names for a node's inputs ("input", "min", "max" for Clip), or none if unknown."""
+    try:
+        schema = onnx.defs.get_schema(op_type, max(1, min(opset, MAX_OPSET)), "")
+    except Exception:  # noqa: BLE001 - an op type onnx does not define
+        return []
+    return [formal.name for formal in schema.inputs]
+
+
+def _consumers(order: list[tuple[int, onnx.NodeProto]], graph: onnx.GraphProto) -> dict[str, list[tuple[int, Any]]]:
+    """ONNX tensor name -> the nodes that read it."""
+    readers: dict[str, list[tuple[int, Any]]] = {}
+    for index, node in order:
+        for value in node.input:
+            if value:
+                readers.setdefault(value, []).append((index, node))
+    return readers
+
+
+# ==== IR -> spec text ==============================================================================
+def to_spec(graph: Graph) -> str:
+    """The equivalent spec chain: res[...;...] and cat[...] rebuilt from the DAG, repeats written item*N."""
+    if graph.unsupported:
+        raise CnnCalcError(f"{graph.name} has ops cnncalc does not know ({', '.join(graph.unsupported[:3])}), "
+                           "so it has no spec", hint="only fully supported models can be written as a spec")
+    producers = {node.name: node for node in graph.nodes}
+    dominators = _immediate_dominators(graph)
+    seen: set[str] = set()
+    items = _chain(graph, producers, dominators, graph.input_name, graph.output, seen)
+    extra = [node.name for node in graph.nodes if node.name not in seen]
+    if extra:
+        raise CnnCalcError(f"{graph.name} cannot be written as a spec chain: layers {', '.join(extra[:3])} are not "
+                           "on one series of blocks from input to output",
+                           hint="the spec language writes chains, res[...] and cat[...] blocks")
+    body = _join_items(graph, items)
+    return f"{show_shape(graph.input_shape)}|{body}" if body else show_shape(graph.input_shape)
+
+
+_Item = tuple[str, str, str]  # spec text, tensor it reads, tensor it makes
+
+
+def _immediate_dominators(graph: Graph) -> dict[str, str]:
+    """For each tensor, the nearest tensor every path from the input to it passes through (the fork of a join)."""
+    order = {graph.input_name: 0, **{node.name: index + 1 for index, node in enumerate(graph.nodes)}}
+    idom = {graph.input_name: graph.input_name}
+
+    def meet(a: str, b: str) -> str:
+        while a != b:
+            while order[a] > order[b]:
+                a = idom[a]
+            while order[b] > order[a]:
+                b = idom[b]
+        return a
+
+    for node in graph.nodes:
+        if not node.inputs:
+            raise CnnCalcError(f"layer {node.name} reads no tensor, so it has no place in a spec chain")
+        fork = node.inputs[0]
+        for other in node.inputs[1:]:
+            fork = meet(fork, other)
+        idom[node.name] = fork
+    return idom
+
+
+def _chain(graph: Graph, producers: dict[str, Node], dominators: dict[str, str], start: str, end: str,
+           seen: set[str]) -> list[_Item]:
+    """The items that compute `end` from `start`, walking back; joins recurse into their branches."""
+    items: list[_Item] = []
+    tensor = end
+    while tensor != start:
+        node = producers.get(tensor)
+        if node is None or node.name in seen:
+            raise CnnCalcError(f"{graph.name} cannot be written as a spec chain: branches share layer {tensor}",
+                               hint="the spec language writes chains, res[...] and cat[...] blocks")
+        seen.add(node.name)
+        if len(node.inputs) == 1:
+            items.append((node.op.describe(), node.inputs[0], node.name))
+            tensor = node.inputs[0]
+            continue
+        fork = dominators[node.name]
+        branches = [_join_items(graph, _chain(graph, producers, dominators, fork, value, seen))
+                    for value in node.inputs]
+        items.append((_join_text(graph, node, branches), fork, node.name))
+        tensor = fork
+    items.reverse()
+    return items
+
+
+def _join_text(graph: Graph, node: Node, branches: list[str]) -> str:
+    """A join written with the spec grammar's block word; an empty branch is the identity."""
+    word = _JOIN_WORDS.get(node.op.op_type)
+    if word is None:
+        raise CnnCalcError(f"layer {node.name} ({node.op.op_type}) joins {len(branches)} branches, "
+                           "which the spec language cannot write", hint="only Add (res) and Concat (cat) join")
+    if word == "res":
+        filled = [branch for branch in branches if branch]
+        if len(filled) == 1:
+            return f"res[{filled[0]}]"
+        return f"res[{' ; '.join(branch or 'ID' for branch in branches)}]"
+    return f"{word}[{' ; '.join(branch or 'ID' for branch in branches)}]"
+
+
+def _join_items(graph: Graph, items: list[_Item]) -> str:
+    """Items joined with `|`, runs of an identical shape-preserving item (or group) written once with *N."""
+    parts: list[str] = []
+    index = 0
+    while index < len(items):
+        period, count = _best_run(graph, items, index)
+        # a run that still fits one item later reads better: res[...]|ReLU repeated, not ReLU|res[...]
+        if count > 1 and _best_run(graph, items, index + 1, period) == (period, count):
+            period, count = 1, 1
+        unit_text = "|".join(text for text, _, _ in items[index:index + period])
+        if count == 1:
+            parts.append(unit_text)
+        else:
+            parts.append(f"{unit_text}*{count}" if period == 1 else f"[{unit_text}]*{count}")
+        index += period * count
+    return "|".join(parts)
+
+
+def _best_run(graph: Graph, items: list[_Item], index: int, only: int | None = None) -> tuple[int, int]:
+    """(period, count) of the longest run of a repeated unit starting at `index` whose output shape is its input's."""
+    best_period, best_count = 1, 1
+    periods = [only] if only else range(1, (len(items) - index) // 2 + 1)
+    for period in periods:
+        unit = [text for text, _, _ in items[index:index + period]]
+        if len(unit) < period or graph.shapes[items[index][1]] != graph.shapes[items[index + period - 1][2]]:
+            continue
+        count = 1
+        while [text for text, _, _ in items[index + count * period:index + (count + 1) * period]] == unit:
+            count += 1
+        if count > 1 and period * count > best_period * best_count:
+            best_period, best_count = period, count
+    return best_period, best_count
+
+
+__all__ = ["DEFAULT_OPSET", "ImportedModel", "import_onnx", "load_model", "save_model", "to_onnx", "to_spec"]
