@@ -196,7 +196,7 @@ def _cost_class(op: Any) -> str:
 
 
 def peak_activation_bytes(graph: Graph) -> int:
-    """Largest sum of live tensors during inference: each output is allocated, then inputs at their last use are freed."""
+    """Largest sum of live tensors in inference: each output is allocated, then inputs at their last use are freed."""
     sizes = {name: graph.batch * numel(shape) * graph.dtype_bytes for name, shape in graph.shapes.items()}
     last = graph.last_use()
     live = sizes[graph.input_name]

@@ -45,7 +45,6 @@ SPEC_KEY = "cnncalc.spec"  # metadata key holding the spec text
 _ELEM_TYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16,
                "float64": TensorProto.DOUBLE, "int8": TensorProto.FLOAT}  # int8 sizes memory only: stored as float32
 _DTYPES = {TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16", TensorProto.DOUBLE: "float64"}
-_JOIN_WORDS = {"Add": "res", "Concat": "cat"}  # the spec grammar's words for ops that join branches
 
 
 # ==== export ===================================================================================
@@ -916,8 +915,8 @@ def _chain(graph: Graph, producers: dict[str, Node], dominators: dict[str, str],
 
 def _join_text(graph: Graph, node: Node, branches: list[str]) -> str:
     """A join written with the spec grammar's block word; an empty branch is the identity."""
-    word = _JOIN_WORDS.get(node.op.op_type)
-    if word is None:
+    word = node.op.spec_join
+    if not word:
         raise CnnCalcError(f"layer {node.name} ({node.op.op_type}) joins {len(branches)} branches, "
                            "which the spec language cannot write", hint="only Add (res) and Concat (cat) join")
     if word == "res":

@@ -35,7 +35,7 @@ from typing import Any
 from .errors import CnnCalcError, ShapeError, SpecError
 from .ir import DTYPE_BYTES, Graph, Node, show_shape, to_hwc
 from .ops import OPS, SPEC_NAMES, Op, Shape, SpecArgs
-from .ops.base import numel
+from .ops.base import JOINS, numel
 
 MAX_DIM = 1_000_000  # largest height, width or channel count, written or computed
 MAX_ELEMENTS = 10**12  # largest tensor (elements per sample), e.g. a flattened image
@@ -566,7 +566,7 @@ class _Builder:
             outputs.append(self.chain(branch, x, here.within(part)))
         if item.keyword == "res" and len(outputs) == 1:
             outputs.append(x)  # the identity shortcut
-        merge = OPS.get("Add" if item.keyword == "res" else "Concat")
+        merge = JOINS.get(item.keyword)
         if merge is None:
             raise self.error(item, ctx, f"this build of cnncalc has no operator for {item.keyword}[...]")
         return self.op(merge, item, outputs, ctx, (), (), block=here.path)

@@ -21,6 +21,7 @@ class Add(_Pointwise):
     """Element-wise sum without broadcasting; one add per output element."""
 
     spec_names = ("Add",)
+    spec_join = "res"
     n_inputs = 2
     flops_per_element = 1
 

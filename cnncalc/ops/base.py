@@ -27,6 +27,8 @@ Shape = tuple[int, ...]
 OPS: dict[str, type[Op]] = {}
 #: lower-case spec name or alias -> operator class
 SPEC_NAMES: dict[str, type[Op]] = {}
+#: spec keyword that joins branches (`res`, `cat`) -> the operator that joins them
+JOINS: dict[str, type[Op]] = {}
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,7 @@ class Op:
     spec_names: ClassVar[tuple[str, ...]] = ()  # canonical spec name first, then aliases
     n_inputs: ClassVar[int] = 1  # activation inputs (weights come after them); 0 = any number >= 2
     cost_class: ClassVar[str] = "elementwise"  # what kind of kernel real libraries run for it
+    spec_join: ClassVar[str] = ""  # the spec keyword whose branches this op joins: "res" (Add), "cat" (Concat)
     examples: ClassVar[tuple[Example, ...]] = ()  # filled after the class, for the contract tests
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -176,6 +179,8 @@ class Op:
         OPS[cls.op_type] = cls
         for name in cls.spec_names:
             SPEC_NAMES[name.lower()] = cls
+        if cls.spec_join:
+            JOINS[cls.spec_join] = cls
 
     # ---- construction --------------------------------------------------------
     @classmethod

@@ -19,6 +19,7 @@ class Concat(Op):
     axis: int = 1
 
     spec_names = ("Concat",)
+    spec_join = "cat"
     n_inputs = 0
     cost_class = "concat"
 
