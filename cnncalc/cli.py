@@ -205,8 +205,7 @@ def calibrate(
     """Measure this machine's matmul FLOP/s and memory bandwidth with NumPy; save them as profile `host`."""
     from .hardware import calibrate_host, format_table, profile_detail_rows, save_host_profile
 
-    sizes = {"matmul_n": 256, "copy_mib": 8, "conv_size": 8, "repeats": 2} if quick else {}
-    host = calibrate_host(**sizes)
+    host = calibrate_host(matmul_n=256, copy_mib=8, conv_size=8, repeats=2) if quick else calibrate_host()
     emit(format_table(*profile_detail_rows(host)), None)
     if save:
         err.print(f"saved profile 'host' to {save_host_profile(host)}; use it with -p host")

@@ -67,6 +67,13 @@ class BatchNormalization(_Pointwise):
             mean = x.mean(axis=axes)
             var = x.var(axis=axes)
         inv_std = 1 / np.sqrt(var + x.dtype.type(self.epsilon))
+        if not training:
+            # the affine map folded per channel: y = x * gain + (B - mean * gain), gain = scale / std;
+            # two passes over x instead of four; backward recomputes x_hat if it is ever needed
+            gain = scale * inv_std
+            out = x * gain.reshape(per_channel)
+            out += (bias - mean * gain).reshape(per_channel)
+            return Forward(out, cache=(None, inv_std, training, mean, var))
         x_hat = (x - mean.reshape(per_channel)) * inv_std.reshape(per_channel)
         out = x_hat * scale.reshape(per_channel) + bias.reshape(per_channel)
         return Forward(out, cache=(x_hat, inv_std, training, mean, var))
@@ -74,9 +81,11 @@ class BatchNormalization(_Pointwise):
     def backward(self, grad_out: np.ndarray, inputs: list[np.ndarray],
                  fwd: Forward) -> list[np.ndarray | None]:
         x, scale = inputs[0], inputs[1]
-        x_hat, inv_std, training, _, _ = fwd.cache
+        x_hat, inv_std, training, mean, _ = fwd.cache
         axes = (0, *range(2, x.ndim))
         per_channel = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+        if x_hat is None:  # the inference forward does not keep it
+            x_hat = (x - mean.reshape(per_channel)) * inv_std.reshape(per_channel)
         grad_scale = (grad_out * x_hat).sum(axis=axes)
         grad_bias = grad_out.sum(axis=axes)
         grad_x_hat = grad_out * scale.reshape(per_channel)

@@ -174,12 +174,13 @@ class Conv(Op):
         else:
             g, og = self.group, self.out_channels // self.group
             cols, padded_shape = im2col(x, self.kernel_shape, self.strides, self.dilations, self.pads, (ho, wo))
-            cols = cols.reshape(n, g, -1, ho * wo)  # (N, g, K, Ho*Wo), K = Cin/g * kh * kw
+            cols = cols.reshape(g, -1, n * ho * wo)  # (g, K, N*Ho*Wo), K = Cin/g * kh * kw
             w_cols = w.reshape(g, og, -1)  # (g, og, K)
-            out = np.matmul(w_cols, cols)  # (N, g, og, Ho*Wo): NCHW as it comes out
-            # N * g matrix products of (og x K) by (K x Ho*Wo)
-            macs = cols.shape[0] * cols.shape[1] * w_cols.shape[1] * cols.shape[2] * cols.shape[3]
-            y = out.reshape(n, self.out_channels, ho, wo)
+            out = np.matmul(w_cols, cols)  # (g, og, N*Ho*Wo): one BLAS call per group for the whole batch
+            # g matrix products of (og x K) by (K x N*Ho*Wo)
+            macs = cols.shape[0] * w_cols.shape[1] * cols.shape[1] * cols.shape[2]
+            # NCHW indexing over channel-major memory: no copy; the next conv reads it as columns for free
+            y = out.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)
             cache = (cols, padded_shape)
         if self.bias:
             y += inputs[2].reshape(1, -1, 1, 1)  # y is the kernel's own new array
@@ -227,12 +228,12 @@ class Conv(Op):
             g, cin = self.group, self.in_channels
             cg, og = cin // g, cout // g
             kh, kw = self.kernel_shape
-            grads = grad_out.reshape(n, g, og, ho * wo)
+            grads = grad_out.transpose(1, 0, 2, 3).reshape(g, og, n * ho * wo)  # channel-major, as the output
             w_cols = w.reshape(g, og, cg * kh * kw)
-            # dW = sum over samples of grad (og x HoWo) @ cols^T (HoWo x K)
-            grad_w = np.matmul(grads, cols.transpose(0, 1, 3, 2)).sum(axis=0).reshape(w.shape)
-            grad_cols = np.matmul(w_cols.transpose(0, 2, 1), grads)  # (N, g, K, Ho*Wo)
-            grad_windows = grad_cols.reshape(n, cin, kh, kw, ho, wo).transpose(0, 1, 4, 5, 2, 3)
+            # dW = grad (og x N*HoWo) @ cols^T (N*HoWo x K), per group
+            grad_w = np.matmul(grads, cols.transpose(0, 2, 1)).reshape(w.shape)
+            grad_cols = np.matmul(w_cols.transpose(0, 2, 1), grads)  # (g, K, N*Ho*Wo)
+            grad_windows = grad_cols.reshape(cin, kh, kw, n, ho, wo).transpose(3, 0, 4, 5, 1, 2)
             grad_xp = add_windows(grad_windows, padded_shape[2:], self.strides, self.dilations)
             grad_x = crop_pads(grad_xp, self.pads)
         result: list[np.ndarray | None] = [grad_x, grad_w]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._pooling import _Pool
-from ._windows import crop_pads
+from ._windows import crop_pads, window_max
 from .base import Example, Forward, Shape
 
 
@@ -25,11 +25,9 @@ class MaxPool(_Pool):
     # ---- NumPy ---------------------------------------------------------------
     def forward(self, inputs: list[np.ndarray], training: bool = False,
                 rng: np.random.Generator | None = None) -> Forward:
-        """Running maximum over the kh * kw strided slices of the padded batch."""
+        """Maximum of each window of the padded batch, separably in contiguous passes (see `window_max`)."""
         xp, pads, out_hw = self._padded(inputs[0])
-        out = np.full((*xp.shape[:2], *out_hw), -np.inf, dtype=xp.dtype)
-        for rows, cols in self._slices(out_hw):
-            np.maximum(out, xp[:, :, rows, cols], out=out)
+        out = window_max(xp, self.kernel_shape, self.strides, out_hw)
         return Forward(out, cache=(xp, pads))
 
     def backward(self, grad_out: np.ndarray, inputs: list[np.ndarray],

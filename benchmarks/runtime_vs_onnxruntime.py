@@ -1,0 +1,230 @@
+"""cnncalc's NumPy backend against onnxruntime (CPU) and onnx.reference.ReferenceEvaluator.
+
+For each bundled spec (LeNet-5, ResNet-18, ResNet-50, MobileNetV2) at batch 1 and 8, the spec is
+exported to ONNX with seeded weights and the same file is run by the three engines, interleaved
+round by round so that a busy machine slows all of them alike: in each round each engine gets a short
+pause (so that the previous engine's still-spinning worker threads do not slow it), one untimed
+warm-up run, then the timed run. Prints median latencies, the
+ratios, the GFLOP/s each reaches (2 FLOPs per MAC of the analysis), the host's matmul peak from
+`cnncalc calibrate` as the physical limit, where cnncalc's time goes per op type, and the peak RSS
+of running ResNet-50 at batch 8 next to the analysis' predicted inference memory.
+
+Run:   python benchmarks/runtime_vs_onnxruntime.py            (all; several minutes on 2 cores)
+       python benchmarks/runtime_vs_onnxruntime.py --quick    (LeNet-5 and ResNet-18 at batch 1)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from cnncalc.analysis import analyze  # noqa: E402
+from cnncalc.hardware import calibrate_host  # noqa: E402
+from cnncalc.onnx_io import to_onnx  # noqa: E402
+from cnncalc.runtime import Runtime  # noqa: E402
+from cnncalc.specfile import load  # noqa: E402
+from cnncalc.weights import init_weights  # noqa: E402
+
+MODELS = {"lenet5": "specs/lenet5.yaml", "resnet18": "specs/resnet18.yaml", "resnet50": "specs/resnet50.yaml",
+          "mobilenet_v2": "specs/mobilenet_v2.yaml"}
+MEMORY_MODEL, MEMORY_BATCH = "resnet50", 8
+# idle time before each timed run: OpenBLAS and onnxruntime worker threads keep spinning for a while after
+# a call, and on a 2-core machine they would steal a core from whichever engine runs next
+PAUSE_S = 0.2
+
+
+def blas_info() -> str:
+    """Which BLAS NumPy uses and which kernels it picked for this CPU."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        for pool in threadpool_info():
+            if pool.get("user_api") == "blas":
+                return (f"{pool.get('internal_api')} {pool.get('version')}, core {pool.get('architecture')}, "
+                        f"{pool.get('num_threads')} threads")
+    except ImportError:
+        pass
+    return "unknown (install threadpoolctl to see the BLAS core type)"
+
+
+def export(name: str, folder: Path) -> tuple[Path, int, str]:
+    """The bundled spec exported to an ONNX file with seed-0 weights; its path, MACs per sample and input name."""
+    graph = load(str(ROOT / MODELS[name])).networks[0]
+    path = folder / f"{name}.onnx"
+    path.write_bytes(to_onnx(graph, init_weights(graph, seed=0)).SerializeToString())
+    return path, analyze(graph, batch=1).totals.macs, graph.input_name
+
+
+def timed(run) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def bench_model(name: str, path: Path, input_name: str, batch: int, threads: int, repeat: int,
+                ref_repeat: int) -> dict:
+    """Interleaved latencies of the three engines on one exported model and batch."""
+    import onnxruntime as ort
+    from onnx.reference import ReferenceEvaluator
+
+    x = np.random.default_rng(0).standard_normal((batch, *_input_shape(path))).astype(np.float32)
+    ours = Runtime.from_file(path)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    reference = ReferenceEvaluator(str(path)) if ref_repeat > 0 else None
+    engines = {"cnncalc": lambda: ours.run(x), "onnxruntime": lambda: session.run(None, {input_name: x})}
+    if reference is not None:
+        engines["reference"] = lambda: reference.run(None, {input_name: x})
+    outputs = {"cnncalc": ours.run(x).output, "onnxruntime": session.run(None, {input_name: x})[0]}
+    times: dict[str, list[float]] = defaultdict(list)
+    for round_index in range(repeat):
+        for engine, run in engines.items():
+            if engine == "reference" and round_index >= ref_repeat:
+                continue
+            time.sleep(PAUSE_S)
+            if engine != "reference":  # wake the thread pool and the caches; a reference run takes long enough
+                run()
+            times[engine].append(timed(run))
+    by_op: dict[str, float] = defaultdict(float)
+    for record in ours.run(x, record=True).records:
+        by_op[record.op_type] += record.time_s
+    difference = np.abs(outputs["cnncalc"] - outputs["onnxruntime"]).max() / np.abs(outputs["onnxruntime"]).max()
+    return {"model": name, "batch": batch, "median_s": {k: statistics.median(v) for k, v in times.items()},
+            "min_s": {k: min(v) for k, v in times.items()},
+            "rel_diff": float(difference), "by_op_s": dict(by_op)}
+
+
+def _input_shape(path: Path) -> tuple[int, ...]:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    return tuple(d.dim_value for d in dims[1:])
+
+
+MEMORY_PROBE = r"""
+import json, sys
+sys.path.insert(0, {root!r})
+import numpy as np, onnx
+import cnncalc.runtime, cnncalc.onnx_io, cnncalc.analysis
+from dataclasses import replace
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+
+baseline = status("VmRSS:")
+runtime = cnncalc.runtime.Runtime.from_file({path!r})
+after_load = status("VmHWM:")
+x = np.random.default_rng(0).standard_normal(({batch}, *runtime.input_shape)).astype(np.float32)
+try:
+    open("/proc/self/clear_refs", "w").write("5")  # reset the high-water mark: measure the run alone
+    reset = True
+except OSError:
+    reset = False
+resident_before_run = status("VmRSS:")
+runtime.run(x)
+report = cnncalc.analysis.analyze(runtime.graph, batch={batch})
+print(json.dumps({{"baseline": baseline, "after_load_hwm": after_load, "before_run": resident_before_run,
+                  "run_hwm": status("VmHWM:"), "reset": reset, "weights": report.totals.weight_bytes,
+                  "peak_activations": report.totals.peak_activation_bytes, "x": int(x.nbytes)}}))
+"""
+
+
+def measure_memory(path: Path, batch: int) -> dict:
+    """Peak RSS of a fresh process that loads the model and runs it once (baseline: after the imports)."""
+    code = MEMORY_PROBE.format(root=str(ROOT), path=str(path), batch=batch)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True))
+             for row in [header, ["-" * w for w in widths], *rows]]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--batches", nargs="*", type=int, default=[1, 8])
+    parser.add_argument("--repeat", type=int, default=10, help="timed runs of cnncalc and onnxruntime")
+    parser.add_argument("--ref-repeat", type=int, default=2, help="timed runs of the ReferenceEvaluator (0: skip)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="onnxruntime intra-op threads")
+    parser.add_argument("--quick", action="store_true", help="LeNet-5 and ResNet-18 at batch 1 only")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS measurement")
+    args = parser.parse_args()
+    if args.quick:
+        args.models, args.batches, args.repeat = ["lenet5", "resnet18"], [1], 5
+    print(f"NumPy {np.__version__}; BLAS: {blas_info()}; onnxruntime threads: {args.threads}; "
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; "
+          f"load average {os.getloadavg()[0]:.2f} (other processes slow every engine; OpenBLAS most)")
+    peak = calibrate_host(matmul_n=2048, copy_mib=16, conv_size=8, repeats=3).peak_flops_per_s["float32"]
+    print(f"host matmul peak (cnncalc calibrate, 2048x2048 float32): {peak / 1e9:.0f} GFLOP/s\n")
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        exported = {name: export(name, Path(folder)) for name in args.models}
+        for name in args.models:
+            path, macs, input_name = exported[name]
+            for batch in args.batches:
+                result = bench_model(name, path, input_name, batch, args.threads, args.repeat, args.ref_repeat)
+                result["flops"] = 2 * macs * batch
+                results.append(result)
+                print(f"  measured {name} batch {batch}", file=sys.stderr)
+        memory = None
+        if not args.no_memory and MEMORY_MODEL in exported:
+            memory = measure_memory(exported[MEMORY_MODEL][0], MEMORY_BATCH)
+    header = ["model", "batch", "cnncalc ms", "onnxruntime ms", "reference ms", "cnncalc/ort", "(best runs)",
+              "ref/cnncalc", "cnncalc GFLOP/s", "ort GFLOP/s", "% of peak", "rel diff"]
+    rows = []
+    for r in results:
+        t, best = r["median_s"], r["min_s"]
+        ref = t.get("reference")
+        rows.append([r["model"], str(r["batch"]), f"{t['cnncalc'] * 1e3:.2f}", f"{t['onnxruntime'] * 1e3:.2f}",
+                     f"{ref * 1e3:.1f}" if ref else "-", f"{t['cnncalc'] / t['onnxruntime']:.2f}x",
+                     f"{best['cnncalc'] / best['onnxruntime']:.2f}x",
+                     f"{ref / t['cnncalc']:.1f}x" if ref else "-", f"{r['flops'] / t['cnncalc'] / 1e9:.1f}",
+                     f"{r['flops'] / t['onnxruntime'] / 1e9:.1f}", f"{100 * r['flops'] / t['cnncalc'] / peak:.0f}%",
+                     f"{r['rel_diff']:.1e}"])
+    print(f"medians of the interleaved rounds; '(best runs)' is the ratio of the two fastest runs; "
+          f"load average now {os.getloadavg()[0]:.2f}")
+    print(table(header, rows))
+    print("\nwhere cnncalc's time goes (one recorded run, ms per op type):")
+    for r in results:
+        total = sum(r["by_op_s"].values())
+        parts = sorted(r["by_op_s"].items(), key=lambda item: -item[1])
+        shown = ", ".join(f"{op} {s * 1e3:.1f} ({100 * s / total:.0f}%)" for op, s in parts if s / total >= 0.01)
+        print(f"  {r['model']} b{r['batch']}: {shown}")
+    if memory is not None:
+        mib = 2**20
+        predicted = memory["weights"] + memory["peak_activations"]
+        grown = memory["run_hwm"] - memory["baseline"]
+        print(f"\nmemory, {MEMORY_MODEL} batch {MEMORY_BATCH} in a fresh process (peak RSS):")
+        print(f"  interpreter + imports baseline {memory['baseline'] / mib:.0f} MiB; predicted inference memory "
+              f"(weights {memory['weights'] / mib:.0f} + peak activations {memory['peak_activations'] / mib:.0f}) "
+              f"= {predicted / mib:.0f} MiB")
+        print(f"  peak RSS while loading the ONNX file: {memory['after_load_hwm'] / mib:.0f} MiB")
+        print(f"  peak RSS during the run: {memory['run_hwm'] / mib:.0f} MiB = baseline + {grown / mib:.0f} MiB "
+              f"= baseline + {grown / predicted:.2f}x predicted (goal: within 1.5x)"
+              + ("" if memory["reset"] else "  [high-water mark not reset: includes loading]"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,566 @@
+"""The NumPy backend: runs a Graph (or an ONNX file) with each op's own forward kernel.
+
+The runtime is a plain loop over the nodes in topological order that fills a dict of
+tensors and frees each one after its last reader, by the same rule as
+`analysis.peak_activation_bytes`, so that what ran can be put beside what was predicted:
+per node it records the executed shape, the MACs the kernel counted from its arrays, the
+bytes it allocated and the time it took. With `keep_tape=True` it keeps every node's
+inputs and forward cache; `backward` then walks that tape in reverse and *accumulates*
+gradients, so a tensor read by two branches (a residual, a concat) gets their sum.
+
+Arrays are NCHW (or (N, F) for vectors) in float32, or float64 on request, any batch size.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .analysis import peak_activation_bytes
+from .errors import CnnCalcError, RuntimeInputError, UnsupportedOpError
+from .ir import Graph, Node, show_shape
+from .ops.base import Forward, Op, Shape, numel
+from .weights import Weights, init_weights
+
+#: dtypes the kernels run in, by name
+DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """What one node's kernel did in one run, measured from its arrays."""
+
+    name: str
+    op_type: str
+    shape: Shape  # per-sample output shape, as in the analysis (batch axis dropped)
+    dtype: str
+    macs: int  # multiply-accumulates the kernel performed, for the whole batch
+    output_bytes: int  # the output tensor it allocated
+    cache_bytes: int  # further arrays it allocated and kept for backward (im2col columns, masks ...)
+    time_s: float
+
+    @property
+    def allocated_bytes(self) -> int:
+        """Output plus kept cache."""
+        return self.output_bytes + self.cache_bytes
+
+
+@dataclass
+class RunResult:
+    """The output of one run and, with `record=True`, what each node did."""
+
+    output: np.ndarray
+    records: list[NodeRecord] = field(default_factory=list)
+    peak_live_bytes: int = 0  # largest sum of live activation tensors (input included) during the run
+    time_s: float = 0.0  # wall time of the node loop
+
+    @property
+    def macs(self) -> int:
+        """MACs executed over the whole run (needs `record=True`)."""
+        return sum(record.macs for record in self.records)
+
+
+@dataclass
+class Gradients:
+    """Gradients after `backward`: per node, aligned with its weights (None where not trainable), and the input's."""
+
+    weights: dict[str, list[np.ndarray | None]]
+    input: np.ndarray | None
+
+
+@dataclass
+class _Step:
+    """One taped node: what its forward read and what it kept."""
+
+    node: Node
+    inputs: list[np.ndarray]
+    fwd: Forward
+
+
+class Runtime:
+    """Executes a Graph with its weights on NumPy arrays; see the module docstring."""
+
+    def __init__(self, graph: Graph, weights: Weights, dtype: Any = np.float32) -> None:
+        self.graph = graph
+        self.dtype = _runtime_dtype(dtype)
+        _check_runnable(graph)
+        self.weights: Weights = _checked_weights(graph, weights, self.dtype)
+        self._last_use = graph.last_use()
+        self._tape: list[_Step] | None = None
+        self._output_shape: tuple[int, ...] = ()
+        keep_freed_memory()
+
+    # ---- construction --------------------------------------------------------
+    @classmethod
+    def from_file(cls, path: str | Path, dtype: Any = np.float32) -> Runtime:
+        """Load an ONNX model (cnncalc's exports or PyTorch-style models the importer reads)."""
+        from .onnx_io import load_model
+
+        model = load_model(path)
+        return cls(model.graph, model.weights, dtype)
+
+    @classmethod
+    def from_graph(cls, graph: Graph, seed: int = 0, dtype: Any = np.float32) -> Runtime:
+        """A graph with fresh weights (the same He initialization ONNX export uses for that seed)."""
+        resolved = _runtime_dtype(dtype)
+        return cls(graph, init_weights(graph, seed, resolved), resolved)
+
+    @property
+    def input_shape(self) -> Shape:
+        """Per-sample NCHW input shape, without the batch axis."""
+        return tuple(self.graph.input_shape)
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of every weight array the runtime holds."""
+        return sum(array.nbytes for arrays in self.weights.values() for array in arrays)
+
+    # ---- checks before anything large is allocated ---------------------------
+    def check_input(self, x: Any) -> np.ndarray:
+        """The input as given, or a RuntimeInputError saying what is wrong and how to fix it."""
+        expected = "N, " + ", ".join(str(d) for d in self.input_shape)
+        layout = "NCHW" if len(self.input_shape) == 3 else "(N, features)"
+        if x is None:
+            raise RuntimeInputError(f"no input given; {self.graph.name} takes one array of shape ({expected})",
+                                    hint="pass a NumPy array (or --input x.npy, or --seed for random input)")
+        if not isinstance(x, np.ndarray):
+            raise RuntimeInputError(f"the input is a {type(x).__name__}, not a NumPy array",
+                                    hint="pass np.asarray(x, dtype=np.float32)")
+        shape = tuple(x.shape)
+        if len(shape) != len(self.input_shape) + 1 or shape[1:] != self.input_shape:
+            raise RuntimeInputError(
+                f"the input has shape {shape} but {self.graph.name} takes ({expected}) {layout}, "
+                f"i.e. a batch of {show_shape(self.input_shape)} (HxWxC)",
+                hint=_shape_hint(shape, self.input_shape),
+            )
+        if shape[0] < 1:
+            raise RuntimeInputError("the input batch is empty", hint="give at least one sample")
+        if x.dtype != self.dtype:
+            raise RuntimeInputError(
+                f"the input is {x.dtype} but this runtime computes in {self.dtype}",
+                hint=f"convert it with x.astype(np.{self.dtype})"
+                + ("" if self.dtype == np.float64 else ", or run with dtype float64"),
+            )
+        return x
+
+    def activation_bytes_needed(self, batch: int, keep_tape: bool = False) -> int:
+        """Activation bytes a run will hold at its peak: the analysis' inference peak, or all of them when taped."""
+        graph = replace(self.graph, batch=batch, dtype=self.dtype.name)
+        if not keep_tape:
+            return peak_activation_bytes(graph)
+        # training keeps the input and every node output for backward
+        per_sample = numel(graph.input_shape) + sum(numel(graph.shapes[node.name]) for node in graph.nodes)
+        return batch * per_sample * self.dtype.itemsize
+
+    def check_memory(self, batch: int, keep_tape: bool = False) -> None:
+        """Refuse a run whose activations cannot fit in the memory the machine has free right now."""
+        available = available_memory_bytes()
+        needed = self.activation_bytes_needed(batch, keep_tape)
+        if available is None or needed <= available:
+            return
+        per_sample = max(1, needed // batch)
+        fits = available // per_sample
+        what = "activations kept for backward" if keep_tape else "peak live activations"
+        raise RuntimeInputError(
+            f"running {self.graph.name} at batch {batch} needs about {_mib(needed)} for its {what} "
+            f"(plus {_mib(self.weight_bytes)} of weights already loaded; predicted total "
+            f"{_mib(needed + self.weight_bytes)}), but only {_mib(available)} is available",
+            hint=f"use a batch of at most {fits}" if fits >= 1 else "this model does not fit in memory here",
+        )
+
+    # ---- execution -----------------------------------------------------------
+    def run(self, x: np.ndarray, *, training: bool = False, record: bool = False, keep_tape: bool = False,
+            rng: np.random.Generator | None = None) -> RunResult:
+        """Forward over the batch; `training` switches BN to batch statistics and Dropout on (from `rng`)."""
+        self._tape = None  # free the previous run's activations before allocating new ones
+        x = self.check_input(x)
+        batch = x.shape[0]
+        self.check_memory(batch, keep_tape)
+        tape: list[_Step] = []
+        records: list[NodeRecord] = []
+        env: dict[str, np.ndarray] = {self.graph.input_name: x}
+        live = x.nbytes  # the input is live from the start
+        peak = live
+        start = time.perf_counter()
+        try:
+            for index, node in enumerate(self.graph.nodes):
+                inputs = [env[name] for name in node.inputs] + self.weights[node.name]
+                began = time.perf_counter()
+                fwd = node.op.forward(inputs, training=training, rng=rng)
+                elapsed = time.perf_counter() - began
+                out = fwd.out
+                env[node.name] = out
+                live += out.nbytes  # the output is allocated while the inputs are still live
+                peak = max(peak, live)
+                if record:
+                    records.append(_record(node, inputs, fwd, elapsed))
+                if keep_tape:
+                    tape.append(_Step(node, inputs, fwd))
+                    continue
+                for name in set(node.inputs):  # inputs whose last reader this was are freed
+                    if self._last_use[name] == index:
+                        live -= env.pop(name).nbytes
+                if self._last_use[node.name] == index:  # an output nobody reads is dropped at once
+                    live -= env.pop(node.name).nbytes
+                del inputs, fwd, out  # let this node's cache (im2col columns ...) go before the next node runs
+        except MemoryError:
+            raise RuntimeInputError(
+                f"ran out of memory running {self.graph.name} at batch {batch}",
+                hint="use a smaller batch; `cnncalc analyze` shows the memory a batch needs") from None
+        total = time.perf_counter() - start
+        output = np.ascontiguousarray(env[self.graph.output])  # kernels may return channel-major views
+        if keep_tape:
+            self._tape = tape
+            self._output_shape = tuple(output.shape)
+        return RunResult(output, records, peak, total)
+
+    # ---- training support ------------------------------------------------------
+    def backward(self, grad_output: np.ndarray) -> Gradients:
+        """Reverse walk of the last taped run; gradients of tensors read twice are summed."""
+        if self._tape is None:
+            raise CnnCalcError("backward needs a forward pass with keep_tape=True first",
+                               hint="call runtime.run(x, training=True, keep_tape=True) before backward")
+        if tuple(np.shape(grad_output)) != self._output_shape:
+            raise RuntimeInputError(f"the output gradient has shape {tuple(np.shape(grad_output))}, "
+                                    f"the output has {self._output_shape}")
+        grads: dict[str, np.ndarray] = {self.graph.output: np.asarray(grad_output, dtype=self.dtype)}
+        weight_grads: dict[str, list[np.ndarray | None]] = {}
+        for step in reversed(self._tape):
+            node = step.node
+            n_act = len(node.inputs)
+            grad_out = grads.pop(node.name, None)
+            if grad_out is None:  # nothing downstream reads this output: no gradient flows through it
+                weight_grads[node.name] = self._zero_grads(node)
+                continue
+            results = node.op.backward(grad_out, step.inputs, step.fwd)
+            if len(results) != len(step.inputs):
+                raise CnnCalcError(f"{node.op.op_type}.backward returned {len(results)} gradients "
+                                   f"for {len(step.inputs)} inputs at {node.name}")
+            for name, grad in zip(node.inputs, results[:n_act], strict=True):
+                if grad is None:
+                    continue
+                # accumulate: a tensor read by several nodes (or twice by one) gets the sum of its gradients
+                grads[name] = grads[name] + grad if name in grads else grad
+            weight_grads[node.name] = list(results[n_act:])
+        ordered = {node.name: weight_grads.get(node.name, []) for node in self.graph.nodes}
+        return Gradients(ordered, grads.get(self.graph.input_name))
+
+    def _zero_grads(self, node: Node) -> list[np.ndarray | None]:
+        """Zero gradients for the trainable weights of a node that does not reach the output."""
+        specs = node.op.weights([self.graph.shapes[name] for name in node.inputs])
+        arrays = self.weights[node.name]
+        return [np.zeros_like(w) if spec.trainable else None for spec, w in zip(specs, arrays, strict=True)]
+
+    def update_state(self, momentum: float) -> None:
+        """Write the non-trainable state a training forward changed (BN running statistics) into the weights."""
+        if self._tape is None:
+            raise CnnCalcError("update_state needs a forward pass with keep_tape=True first")
+        for step in self._tape:
+            n_act = len(step.node.inputs)
+            for index, value in step.node.op.updated_state(step.inputs, step.fwd, momentum).items():
+                target = self.weights[step.node.name][index - n_act]
+                target[...] = value  # in place, so anyone holding the weights dict sees it
+
+    def clear_tape(self) -> None:
+        """Drop the kept activations of the last taped run."""
+        self._tape = None
+
+
+# ---- measuring runs (for `cnncalc run` and the benchmarks) --------------------------
+@dataclass
+class LayerTiming:
+    """One node over repeated runs: its record and the median of its times."""
+
+    name: str
+    op_type: str
+    shape: Shape
+    macs: int
+    output_bytes: int
+    time_s: float  # median over the repeats
+
+
+@dataclass
+class RunSummary:
+    """Repeated runs of one model on one batch: latency, throughput, per-layer times, memory, and an optional check."""
+
+    model: str
+    batch: int
+    dtype: str
+    repeat: int
+    latency_s: float  # median wall time of the node loop
+    latency_min_s: float
+    macs: int
+    peak_live_bytes: int
+    predicted_peak_bytes: int  # analysis.peak_activation_bytes at this batch and dtype
+    weight_bytes: int
+    layers: list[LayerTiming]
+    output: np.ndarray = field(repr=False)
+    check: dict[str, Any] | None = None  # onnxruntime comparison: max_abs_diff, max_rel_diff, version
+
+    @property
+    def throughput_per_s(self) -> float:
+        """Samples per second at the median latency."""
+        return self.batch / self.latency_s if self.latency_s > 0 else float("inf")
+
+    @property
+    def achieved_flops_per_s(self) -> float:
+        """2 FLOPs per executed MAC over the median latency."""
+        return 2 * self.macs / self.latency_s if self.latency_s > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything but the output array, in units named by the keys."""
+        return {
+            "model": self.model, "batch": self.batch, "dtype": self.dtype, "repeat": self.repeat,
+            "latency_ms": self.latency_s * 1e3, "latency_min_ms": self.latency_min_s * 1e3,
+            "throughput_per_s": self.throughput_per_s, "macs": self.macs,
+            "achieved_gflops_per_s": self.achieved_flops_per_s / 1e9,
+            "peak_live_bytes": self.peak_live_bytes, "predicted_peak_bytes": self.predicted_peak_bytes,
+            "weight_bytes": self.weight_bytes, "output_shape": list(self.output.shape),
+            "layers": [{"name": t.name, "op_type": t.op_type, "shape": list(t.shape), "macs": t.macs,
+                        "output_bytes": t.output_bytes, "time_ms": t.time_s * 1e3} for t in self.layers],
+            "check": self.check,
+        }
+
+    def table_rows(self) -> tuple[list[str], list[list[str]]]:
+        """Per-layer rows then a total row, as text cells."""
+        header = ["layer", "op", "output", "MACs", "output MiB", "time ms", "share"]
+        total = sum(t.time_s for t in self.layers) or 1.0
+        rows = [[t.name, t.op_type, show_shape(t.shape), f"{t.macs:,}", f"{t.output_bytes / 2**20:.2f}",
+                 f"{t.time_s * 1e3:.3f}", f"{100 * t.time_s / total:.1f}%"] for t in self.layers]
+        rows.append(["total", "", show_shape(tuple(self.output.shape[1:])), f"{self.macs:,}",
+                     f"peak {self.peak_live_bytes / 2**20:.2f}", f"{self.latency_s * 1e3:.3f}", ""])
+        return header, rows
+
+
+def measure(runtime: Runtime, x: np.ndarray, repeat: int = 1) -> RunSummary:
+    """Run `repeat` times with records (after one uncounted warm-up run when repeat > 1) and summarize."""
+    if repeat < 1:
+        raise CnnCalcError(f"repeat must be at least 1, got {repeat}")
+    if repeat > 1:
+        runtime.run(x)
+    results = [runtime.run(x, record=True) for _ in range(repeat)]
+    first = results[0]
+    layers = [
+        LayerTiming(r.name, r.op_type, r.shape, r.macs, r.output_bytes,
+                    float(np.median([result.records[i].time_s for result in results])))
+        for i, r in enumerate(first.records)
+    ]
+    times = [result.time_s for result in results]
+    batch = x.shape[0]
+    graph = replace(runtime.graph, batch=batch, dtype=runtime.dtype.name)
+    return RunSummary(
+        model=runtime.graph.name, batch=batch, dtype=runtime.dtype.name, repeat=repeat,
+        latency_s=float(np.median(times)), latency_min_s=min(times), macs=first.macs,
+        peak_live_bytes=first.peak_live_bytes, predicted_peak_bytes=peak_activation_bytes(graph),
+        weight_bytes=runtime.weight_bytes, layers=layers, output=first.output,
+    )
+
+
+def random_input(runtime: Runtime, batch: int, seed: int = 0) -> np.ndarray:
+    """A standard-normal NCHW batch for the model, after checking that the run fits in memory."""
+    if batch < 1:
+        raise RuntimeInputError(f"batch must be at least 1, got {batch}")
+    runtime.check_memory(batch)
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((batch, *runtime.input_shape), dtype=runtime.dtype)
+
+
+def read_input(path: str | Path, runtime: Runtime) -> np.ndarray:
+    """An input batch from a .npy file; shape, dtype and memory are checked on the mapped header before reading."""
+    where = Path(path)
+    try:
+        mapped = np.load(where, mmap_mode="r", allow_pickle=False)  # maps the file: nothing is read yet
+    except FileNotFoundError:
+        raise RuntimeInputError(f"input file {where} does not exist",
+                                hint="give an existing .npy file, or leave out --input for a random batch") from None
+    except (OSError, ValueError, EOFError) as error:
+        raise RuntimeInputError(f"cannot read {where} as a .npy array: {error}",
+                                hint="save the input with np.save('x.npy', x)") from None
+    if not isinstance(mapped, np.ndarray):
+        raise RuntimeInputError(f"{where} holds several arrays (.npz), not one", hint="give a .npy file")
+    try:
+        runtime.check_input(mapped)
+        runtime.check_memory(mapped.shape[0])
+    except RuntimeInputError as error:
+        raise RuntimeInputError(f"{where}: {error.message}", hint=error.hint) from None
+    return np.array(mapped)  # read into memory
+
+
+def check_with_onnxruntime(model: Any, input_name: str, x: np.ndarray, output: np.ndarray,
+                           threads: int | None = None) -> dict[str, Any]:
+    """Run the same ONNX model (path or ModelProto) in onnxruntime and compare: max absolute and relative difference."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise CnnCalcError("--check needs onnxruntime, which is not installed",
+                           hint="pip install onnxruntime, or run without --check") from None
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    source = model if isinstance(model, (str, Path)) else model.SerializeToString()
+    try:
+        session = onnxruntime.InferenceSession(str(source) if isinstance(source, Path) else source, options,
+                                               providers=["CPUExecutionProvider"])
+        wanted = np.float64 if session.get_inputs()[0].type == "tensor(double)" else np.float32
+        expected = session.run(None, {input_name: x.astype(wanted, copy=False)})[0]
+    except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise CnnCalcError(f"onnxruntime could not run the model: {error}") from None
+    if expected.shape != output.shape:
+        raise CnnCalcError(f"onnxruntime's output has shape {expected.shape}, cnncalc's {output.shape}")
+    difference = np.abs(expected.astype(np.float64) - output.astype(np.float64))
+    scale = float(np.abs(expected).max()) or 1.0
+    return {"max_abs_diff": float(difference.max()), "max_rel_diff": float(difference.max()) / scale,
+            "onnxruntime": onnxruntime.__version__}
+
+
+# ---- helpers -----------------------------------------------------------------
+def _runtime_dtype(dtype: Any) -> np.dtype:
+    """float32 or float64 as a NumPy dtype, or a clear error."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved is None or resolved.name not in DTYPES:
+        raise CnnCalcError(f"the NumPy backend computes in float32 or float64, not {dtype}",
+                           hint="use dtype=np.float32 (the default) or np.float64")
+    return resolved
+
+
+def _check_runnable(graph: Graph) -> None:
+    """Refuse, before anything runs, a graph with nodes that have no NumPy kernel."""
+    if graph.unsupported:
+        raise UnsupportedOpError(
+            f"cannot run {graph.name}: the import skipped ops cnncalc has no kernel for "
+            f"({', '.join(graph.unsupported)})",
+            hint="run the model with onnxruntime; cnncalc can still analyse it with --allow-unsupported")
+    missing: dict[str, list[str]] = {}
+    for node in graph.nodes:
+        if type(node.op).forward is Op.forward:
+            missing.setdefault(node.op.op_type, []).append(node.name)
+    if missing:
+        listed = "; ".join(f"{op} at {', '.join(names)}" for op, names in missing.items())
+        raise UnsupportedOpError(f"cannot run {graph.name}: no NumPy kernel for {listed}", ops=missing)
+
+
+def _checked_weights(graph: Graph, weights: Weights, dtype: np.dtype) -> Weights:
+    """Every node's weights, checked against its WeightSpecs, cast to the runtime dtype, writeable (else no copy)."""
+    checked: Weights = {}
+    for node in graph.nodes:
+        specs = node.op.weights([graph.shapes[name] for name in node.inputs])
+        arrays = weights.get(node.name, [])
+        if len(arrays) != len(specs):
+            raise RuntimeInputError(
+                f"layer {node.name} needs {len(specs)} weight arrays "
+                f"({', '.join(spec.name for spec in specs) or 'none'}) but {len(arrays)} were given",
+                hint="build the weights with cnncalc.weights.init_weights(graph) or load them from the ONNX file")
+        cast = []
+        for spec, array in zip(specs, arrays, strict=True):
+            if tuple(np.shape(array)) != tuple(spec.shape):
+                raise RuntimeInputError(f"weight {node.name}.{spec.name} has shape {list(np.shape(array))}, "
+                                        f"the layer needs {list(spec.shape)}")
+            converted = np.asarray(array, dtype=dtype)
+            if not converted.flags.writeable:  # e.g. a view of the ONNX file's bytes: training updates in place
+                converted = converted.copy()
+            cast.append(converted)
+        checked[node.name] = cast
+    return checked
+
+
+def _record(node: Node, inputs: list[np.ndarray], fwd: Forward, elapsed: float) -> NodeRecord:
+    """The record of one executed node."""
+    out = fwd.out
+    return NodeRecord(
+        name=node.name, op_type=node.op.op_type, shape=tuple(out.shape[1:]), dtype=out.dtype.name,
+        macs=int(fwd.macs), output_bytes=out.nbytes, cache_bytes=_cache_bytes(fwd.cache, [*inputs, out]),
+        time_s=elapsed,
+    )
+
+
+def _owner(array: np.ndarray) -> np.ndarray:
+    """The array that owns the memory a view looks at."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
+def _cache_bytes(cache: Any, known: list[np.ndarray]) -> int:
+    """Bytes of the arrays in a forward cache that are neither the inputs nor the output (nor views of them)."""
+    seen = {id(_owner(array)) for array in known}
+    total = 0
+    stack = [cache]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, np.ndarray):
+            owner = _owner(item)
+            if id(owner) not in seen:
+                seen.add(id(owner))
+                total += owner.nbytes
+        elif isinstance(item, (tuple, list)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    return total
+
+
+def _shape_hint(shape: tuple[int, ...], expected: Shape) -> str:
+    """The likely fix for an input of the wrong shape."""
+    if shape == tuple(expected):
+        return "add the batch axis: x[None]"
+    if len(expected) == 3 and len(shape) == 4 and shape[1:] == (expected[1], expected[2], expected[0]):
+        return "the input looks NHWC; the model takes NCHW: x.transpose(0, 3, 1, 2)"
+    if len(expected) == 3 and len(shape) == 3 and shape == (expected[1], expected[2], expected[0]):
+        return "the input looks like one HxWxC image; give x.transpose(2, 0, 1)[None]"
+    return f"give an array of shape (N, {', '.join(str(d) for d in expected)})"
+
+
+def _mib(nbytes: int) -> str:
+    """Bytes as MiB (or GiB) for messages."""
+    if nbytes >= 1 << 30:
+        return f"{nbytes / (1 << 30):.2f} GiB"
+    return f"{nbytes / (1 << 20):.1f} MiB"
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (what can be allocated without swapping), or None when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # the file counts kB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+_MALLOC_TUNED = False
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameter numbers (malloc.h)
+
+
+def keep_freed_memory() -> None:
+    """Ask glibc to keep freed tensor memory for reuse instead of unmapping it (once per process).
+
+    By default glibc serves every large array from a fresh mmap and unmaps it on free, so each
+    node's output is page-faulted in again: on ResNet-50 that costs more time than ReLU, BN and
+    Add themselves. Keeping freed blocks in the heap is what an arena allocator gives onnxruntime.
+    Peak RSS is unchanged (the freed blocks are reused for the next tensors). Skipped off glibc and
+    when CNNCALC_MALLOC=system is set.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED or not sys.platform.startswith("linux") or os.environ.get("CNNCALC_MALLOC") == "system":
+        return
+    _MALLOC_TUNED = True
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, 1 << 30)  # arrays below 1 GiB come from the heap
+    mallopt(_M_TRIM_THRESHOLD, 1 << 30)  # and up to 1 GiB of free heap top is kept for reuse
