@@ -259,7 +259,7 @@ class Runtime:
         arrays = self.weights[node.name]
         return [np.zeros_like(w) if spec.trainable else None for spec, w in zip(specs, arrays, strict=True)]
 
-    def update_state(self, momentum: float) -> None:
+    def update_state(self, momentum: float | None = None) -> None:
         """Write the non-trainable state a training forward changed (BN running statistics) into the weights."""
         if self._tape is None:
             raise CnnCalcError("update_state needs a forward pass with keep_tape=True first")

@@ -29,7 +29,6 @@ from .weights import Weights
 LOSSES = ("auto", "cross-entropy", "nll", "mse")
 OPTIMIZERS = ("sgd", "sgd-momentum", "nesterov", "adam")
 SCHEDULES = ("constant", "step", "cosine")
-DEFAULT_BN_MOMENTUM = 0.9  # ONNX's default (PyTorch writes it as momentum=0.1)
 LossFn = Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]
 
 
@@ -429,7 +428,7 @@ class TrainConfig:
     loss: str = "auto"
     seed: int = 0
     patience: int = 0  # early stopping: epochs without a better validation loss (0: off)
-    bn_momentum: float | None = None  # running = m * running + (1 - m) * batch; None: DEFAULT_BN_MOMENTUM
+    bn_momentum: float | None = None  # running = m * running + (1 - m) * batch; None: each BN's own
 
     def check(self) -> TrainConfig:
         """Refuse values that cannot train, with the fix."""
@@ -692,8 +691,11 @@ def trainable_grads(grads: Any, params: list[tuple[str, int, np.ndarray]]) -> li
 
 
 def update_running_stats(runtime: Any, momentum: float | None) -> None:
-    """Write the running statistics of every BN back (ONNX meaning: running = m * running + (1 - m) * batch)."""
-    runtime.update_state(DEFAULT_BN_MOMENTUM if momentum is None else momentum)
+    """Write the running statistics of every BN back (running = m * running + (1 - m) * batch).
+
+    None keeps each BN's own momentum (the spec's `BN(m=...)`, or ONNX's default 0.9).
+    """
+    runtime.update_state(momentum)
 
 
 # ---- text for the CLI (the library never prints) ------------------------------------------------------

@@ -228,6 +228,16 @@ def test_update_state_writes_running_statistics() -> None:
     assert mean[0] == pytest.approx(2.0) and var[0] == pytest.approx(3.0)
 
 
+def test_update_state_defaults_to_each_bn_own_momentum() -> None:
+    graph = parse("2x2x1|BN(m=0.25)")
+    rt = Runtime.from_graph(graph, dtype=np.float64)
+    rt.run(np.array([1.0, 3.0, 5.0, 7.0]).reshape(1, 1, 2, 2), training=True, keep_tape=True)
+    rt.update_state()
+    # batch mean 4, variance 5 (as above); m = 0.25: mean 0.25 * 0 + 0.75 * 4 = 3, var 0.25 * 1 + 0.75 * 5 = 4
+    mean, var = rt.weights[graph.nodes[0].name][2:]
+    assert mean[0] == pytest.approx(3.0) and var[0] == pytest.approx(4.0)
+
+
 def test_backward_without_tape_is_an_error() -> None:
     rt = Runtime.from_graph(parse("2x2x1|ReLU"))
     rt.run(np.ones((1, 1, 2, 2), dtype=np.float32))

@@ -246,8 +246,12 @@ class Op:
         """One gradient per input (weights included); None for non-trainable inputs."""
         raise NotImplementedError(f"{self.op_type}.backward")
 
-    def updated_state(self, inputs: list[np.ndarray], fwd: Forward, momentum: float) -> dict[int, np.ndarray]:
-        """New values of non-trainable inputs after a training forward (BN running stats), by input index."""
+    def updated_state(self, inputs: list[np.ndarray], fwd: Forward,
+                      momentum: float | None = None) -> dict[int, np.ndarray]:
+        """New values of non-trainable inputs after a training forward (BN running stats), by input index.
+
+        `momentum` overrides the op's own (None keeps the op's).
+        """
         return {}
 
 

@@ -101,11 +101,14 @@ class BatchNormalization(_Pointwise):
             grad_x = grad_x_hat * inv_std.reshape(per_channel)
         return [grad_x, grad_scale, grad_bias, None, None]
 
-    def updated_state(self, inputs: list[np.ndarray], fwd: Forward, momentum: float) -> dict[int, np.ndarray]:
+    def updated_state(self, inputs: list[np.ndarray], fwd: Forward,
+                      momentum: float | None = None) -> dict[int, np.ndarray]:
         """New running mean and variance (inputs 3 and 4) after a training forward; ONNX momentum meaning."""
         _, _, training, batch_mean, batch_var = fwd.cache
         if not training:
             return {}
+        if momentum is None:
+            momentum = self.momentum
         # running = momentum * running + (1 - momentum) * batch statistic
         return {3: momentum * inputs[3] + (1 - momentum) * batch_mean,
                 4: momentum * inputs[4] + (1 - momentum) * batch_var}
