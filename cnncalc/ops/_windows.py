@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    from .._numpy import np
 
 Pads = tuple[int, int, int, int]  # ONNX order: top, left, bottom, right
 
@@ -41,7 +44,7 @@ def window_view(
     """A read-only (N, C, Ho, Wo, kh, kw) view of every window of a padded batch, without copying."""
     (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
     span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-    view = sliding_window_view(xp, (span_h, span_w), axis=(2, 3))
+    view = np.lib.stride_tricks.sliding_window_view(xp, (span_h, span_w), axis=(2, 3))
     return view[:, :, ::sh, ::sw, ::dh, ::dw][:, :, : out_hw[0], : out_hw[1]]
 
 

@@ -10,9 +10,12 @@ the value of a constant ratio input; without one, ONNX's default 0.5 applies.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    from .._numpy import np
 
 from ..errors import UnsupportedOpError
 from .base import Example, Forward, Op, Shape, SpecArgs, WeightSpec, onnx_float
