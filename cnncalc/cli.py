@@ -45,8 +45,9 @@ def friendly(command: F) -> F:
             raise
         except CnnCalcError as error:
             # escaped: messages quote spec text and hints such as 'cnncalc[plot]', which are not rich markup
-            err.print(f"[bold red]error:[/bold red] {escape(error.render())}", markup=True, highlight=False,
-                      soft_wrap=True)
+            err.print(
+                f"[bold red]error:[/bold red] {escape(error.render())}", markup=True, highlight=False, soft_wrap=True
+            )
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("[red]interrupted[/red]")
@@ -54,31 +55,63 @@ def friendly(command: F) -> F:
         except Exception as error:  # noqa: BLE001 - the last line of defence against tracebacks
             if os.environ.get("CNNCALC_DEBUG"):
                 raise
-            err.print(f"[bold red]internal error:[/bold red] {type(error).__name__}: {error}\n"
-                      "  this is a bug in cnncalc; set CNNCALC_DEBUG=1 for the traceback", highlight=False)
+            err.print(
+                f"[bold red]internal error:[/bold red] {type(error).__name__}: {error}\n"
+                "  this is a bug in cnncalc; set CNNCALC_DEBUG=1 for the traceback",
+                highlight=False,
+            )
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
 
 
 # ---- shared options ------------------------------------------------------------
-SpecArg = Annotated[list[str], typer.Argument(
-    help="Spec chain text (quoted), a YAML spec file, or an .onnx model; several to compare.",
-    show_default=False)]
-ProfileOpt = Annotated[list[str] | None, typer.Option(
-    "--profile", "-p", help="Hardware profile to estimate on (repeatable); see `cnncalc profiles`.")]
-ProfilesFileOpt = Annotated[list[Path] | None, typer.Option(
-    "--profiles", help="YAML file with extra or overriding hardware profiles (repeatable).")]
-BatchOpt = Annotated[int | None, typer.Option("--batch", "-b", min=1, help="Batch size (default: the spec's, or 1).")]
-DtypeOpt = Annotated[str | None, typer.Option("--dtype", help="float32, float16 or int8 (bytes per value).")]
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table, json, csv or markdown.")]
-OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")]
-VariantOpt = Annotated[list[str] | None, typer.Option("--variant", help="Only these variants of a file (repeatable).")]
-ObjectSizeOpt = Annotated[int | None, typer.Option(
-    "--object-size", min=1, help="Object size in input pixels: advice names the layer whose receptive field "
-                                 "first covers it.")]
-UnsupportedOpt = Annotated[bool, typer.Option(
-    "--allow-unsupported", help="ONNX input: skip ops cnncalc does not know; totals become lower bounds.")]
+SpecArg = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="SPEC...",
+        help="Spec chain text (quoted), a YAML spec file, or an .onnx model; several to compare.",
+        show_default=False,
+    ),
+]
+ProfileOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--profile", "-p", metavar="NAME", help="Hardware profile to estimate on (repeatable); see `cnncalc profiles`."
+    ),
+]
+ProfilesFileOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--profiles", metavar="FILE", help="YAML file with extra or overriding hardware profiles (repeatable)."
+    ),
+]
+BatchOpt = Annotated[
+    int | None, typer.Option("--batch", "-b", metavar="N", min=1, help="Batch size (default: the spec's, or 1).")
+]
+DtypeOpt = Annotated[
+    str | None, typer.Option("--dtype", metavar="DTYPE", help="float32, float16 or int8 (bytes per value).")
+]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="table, json, csv or markdown.")]
+OutputOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write to this file instead of stdout.")
+]
+VariantOpt = Annotated[
+    list[str] | None, typer.Option("--variant", metavar="NAME", help="Only these variants of a file (repeatable).")
+]
+ObjectSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--object-size",
+        metavar="PIXELS",
+        min=1,
+        help="Object size in input pixels: advice names the layer whose receptive field first covers it.",
+    ),
+]
+UnsupportedOpt = Annotated[
+    bool,
+    typer.Option("--allow-unsupported", help="ONNX input: skip ops cnncalc does not know; totals become lower bounds."),
+]
 
 
 def load_files(specs: list[str], allow_unsupported: bool = False) -> list[Any]:
@@ -104,8 +137,7 @@ def pick_variants(files: list[Any], variants: list[str] | None) -> list[Any]:
 def check_choice(value: str, choices: tuple[str, ...], option: str) -> str:
     """A flag value from a fixed set, or a clear error listing the set."""
     if value not in choices:
-        raise CnnCalcError(f"{option} {value!r} is not one of {', '.join(choices)}",
-                           hint=f"e.g. {option} {choices[0]}")
+        raise CnnCalcError(f"{option} {value!r} is not one of {', '.join(choices)}", hint=f"e.g. {option} {choices[0]}")
     return value
 
 
@@ -150,7 +182,9 @@ def analyze(
     output: OutputOpt = None,
     variant: VariantOpt = None,
     allow_unsupported: UnsupportedOpt = False,
-    top: Annotated[int, typer.Option("--top", min=0, help="Only the N most expensive layers in the table.")] = 0,
+    top: Annotated[
+        int, typer.Option("--top", metavar="N", min=0, help="Only the N most expensive layers in the table.")
+    ] = 0,
     object_size: ObjectSizeOpt = None,
 ) -> None:
     """Per-layer shapes, receptive fields, params, MACs/FLOPs, memory, and hardware estimates."""
@@ -178,9 +212,11 @@ def analyze(
 @app.command()
 @friendly
 def profiles(
-    name: Annotated[str | None, typer.Argument(help="Show this profile's every figure and its source.")] = None,
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="Show this profile's every figure and its source.")
+    ] = None,
     profiles_file: ProfilesFileOpt = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="table or json.")] = "table",
 ) -> None:
     """List the hardware profiles (built-in, per-user config, --profiles files), or show one."""
     import json
@@ -214,16 +250,32 @@ def calibrate(
 @app.command()
 @friendly
 def export(
-    spec: Annotated[str, typer.Argument(help="Spec chain text, a YAML spec file, or an .onnx model.",
-                                        show_default=False)],
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="The .onnx file (default <name>.onnx); for variants <stem>-<variant>.onnx.")] = None,
+    spec: Annotated[
+        str,
+        typer.Argument(
+            metavar="SPEC", help="Spec chain text, a YAML spec file, or an .onnx model.", show_default=False
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="The .onnx file (default <name>.onnx); for variants <stem>-<variant>.onnx.",
+        ),
+    ] = None,
     variant: VariantOpt = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the He/Kaiming weight initialization.")] = 0,
-    opset: Annotated[int, typer.Option("--opset", help="ONNX opset version (13 or newer).")] = 17,
-    batch: Annotated[int | None, typer.Option("--batch", "-b", min=1, help="Fix the batch dimension to N.")] = None,
-    dynamic_batch: Annotated[bool, typer.Option(
-        "--dynamic-batch", help="A symbolic batch dimension (the default without --batch).")] = False,
+    seed: Annotated[
+        int, typer.Option("--seed", metavar="SEED", help="Seed of the He/Kaiming weight initialization.")
+    ] = 0,
+    opset: Annotated[int, typer.Option("--opset", metavar="OPSET", help="ONNX opset version (13 or newer).")] = 17,
+    batch: Annotated[
+        int | None, typer.Option("--batch", "-b", metavar="N", min=1, help="Fix the batch dimension to N.")
+    ] = None,
+    dynamic_batch: Annotated[
+        bool, typer.Option("--dynamic-batch", help="A symbolic batch dimension (the default without --batch).")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
 ) -> None:
     """Write the network as an ONNX model with real (seeded) weights, ready to run or train."""
@@ -246,16 +298,30 @@ def export(
 @app.command()
 @friendly
 def run(
-    model: Annotated[str, typer.Argument(help="An .onnx model, a YAML spec file, or spec chain text.",
-                                         show_default=False)],
-    input_path: Annotated[Path | None, typer.Option(
-        "--input", "-i", help="Input batch as .npy, NCHW (N, C, H, W) like the model, in its dtype.")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the output array to this .npy.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the random input and of a spec's weights.")] = 0,
-    batch: Annotated[int, typer.Option("--batch", "-b", min=1, help="Batch of the random input.")] = 1,
-    repeat: Annotated[int, typer.Option("--repeat", "-r", min=1, help="Timed runs; the median is reported.")] = 1,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
-    dtype: Annotated[str, typer.Option("--dtype", help="float32 or float64.")] = "float32",
+    model: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODEL", help="An .onnx model, a YAML spec file, or spec chain text.", show_default=False
+        ),
+    ],
+    input_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--input", "-i", metavar="FILE", help="Input batch as .npy, NCHW (N, C, H, W) like the model, in its dtype."
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the output array to this .npy.")
+    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", metavar="SEED", help="Seed of the random input and of a spec's weights.")
+    ] = 0,
+    batch: Annotated[int, typer.Option("--batch", "-b", metavar="N", min=1, help="Batch of the random input.")] = 1,
+    repeat: Annotated[
+        int, typer.Option("--repeat", "-r", metavar="N", min=1, help="Timed runs; the median is reported.")
+    ] = 1,
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="table or json.")] = "table",
+    dtype: Annotated[str, typer.Option("--dtype", metavar="DTYPE", help="float32 or float64.")] = "float32",
     check: Annotated[bool, typer.Option("--check", help="Also run onnxruntime and report the difference.")] = False,
     variant: VariantOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the --output file.")] = False,
@@ -275,8 +341,10 @@ def run(
     else:
         graphs = pick_variants(load_files([model]), variant)
         if len(graphs) != 1:
-            raise CnnCalcError(f"{model} has {len(graphs)} networks; run takes one",
-                               hint=f"pick one with --variant ({', '.join(g.name for g in graphs)})")
+            raise CnnCalcError(
+                f"{model} has {len(graphs)} networks; run takes one",
+                hint=f"pick one with --variant ({', '.join(g.name for g in graphs)})",
+            )
         runtime, source = Runtime.from_graph(graphs[0], seed=seed, dtype=dtype), None
     x = read_input(input_path, runtime) if input_path is not None else random_input(runtime, batch, seed)
     summary = measure(runtime, x, repeat)
@@ -301,8 +369,10 @@ def run(
         f"(analysis: {summary.predicted_peak_bytes / 2**20:.2f} MiB), weights {summary.weight_bytes / 2**20:.2f} MiB",
     ]
     if summary.check is not None:
-        lines.append(f"onnxruntime {summary.check['onnxruntime']}: max abs diff {summary.check['max_abs_diff']:.3g}, "
-                     f"max rel diff {summary.check['max_rel_diff']:.3g}")
+        lines.append(
+            f"onnxruntime {summary.check['onnxruntime']}: max abs diff {summary.check['max_abs_diff']:.3g}, "
+            f"max rel diff {summary.check['max_rel_diff']:.3g}"
+        )
     emit(format_table(*summary.table_rows()) + "\n".join(lines) + "\n", None)
 
 
@@ -327,9 +397,15 @@ def spec_text(spec: SpecArg, variant: VariantOpt = None) -> None:
 
 
 # ---- plots, reports, diffs (issue 7) ----------------------------------------------
-def analyzed(spec: list[str], profile: list[str] | None, profiles_file: list[Path] | None, batch: int | None,
-             dtype: str | None, variant: list[str] | None,
-             allow_unsupported: bool = False) -> tuple[list[Any], list[Any]]:
+def analyzed(
+    spec: list[str],
+    profile: list[str] | None,
+    profiles_file: list[Path] | None,
+    batch: int | None,
+    dtype: str | None,
+    variant: list[str] | None,
+    allow_unsupported: bool = False,
+) -> tuple[list[Any], list[Any]]:
     """Load, pick variants, analyse on the chosen profiles: (reports, profiles)."""
     from .analysis import analyze as run_analysis
 
@@ -346,11 +422,24 @@ def analyzed(spec: list[str], profile: list[str] | None, profiles_file: list[Pat
 @friendly
 def plot(
     spec: SpecArg,
-    output: Annotated[Path, typer.Option(
-        "--output", "-o", help="A .png or .svg file; with several kinds, <stem>-<kind>.<ext> beside it.",
-        show_default=False)],
-    kind: Annotated[list[str] | None, typer.Option(
-        "--kind", "-k", help="layers, receptive-field, roofline or variants (repeatable; default: all that apply).")
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="A .png or .svg file; with several kinds, <stem>-<kind>.<ext> beside it.",
+            show_default=False,
+        ),
+    ],
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--kind",
+            "-k",
+            metavar="KIND",
+            help="layers, receptive-field, roofline or variants (repeatable; default: all that apply).",
+        ),
     ] = None,
     profile: ProfileOpt = None,
     profiles_file: ProfilesFileOpt = None,
@@ -377,9 +466,16 @@ def plot(
 @friendly
 def report(
     spec: SpecArg,
-    output: Annotated[Path, typer.Option(
-        "--output", "-o", help="report.md (images in <stem>_files/ beside it) or report.html (self-contained).",
-        show_default=False)],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="report.md (images in <stem>_files/ beside it) or report.html (self-contained).",
+            show_default=False,
+        ),
+    ],
     profile: ProfileOpt = None,
     profiles_file: ProfilesFileOpt = None,
     batch: BatchOpt = None,
@@ -387,7 +483,9 @@ def report(
     variant: VariantOpt = None,
     object_size: ObjectSizeOpt = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Include the plots (needs matplotlib).")] = True,
-    title: Annotated[str | None, typer.Option("--title", help="Document title (default: the spec's name).")] = None,
+    title: Annotated[
+        str | None, typer.Option("--title", metavar="TITLE", help="Document title (default: the spec's name).")
+    ] = None,
     allow_unsupported: UnsupportedOpt = False,
 ) -> None:
     """One document for a design review: spec, layers, profiles, plots and advice (Markdown or HTML)."""
@@ -408,8 +506,15 @@ def report(
     except SpecError as error:  # the report still says what failed and how to fix it
         _write_report(failed(f"cnncalc report: {name}", error, sources), output)
         raise
-    doc = build(reports, title=f"cnncalc report: {name}", description=reports[0].description if reports else "",
-                sources=sources, profiles=profiles, object_size=object_size, plots=plots)
+    doc = build(
+        reports,
+        title=f"cnncalc report: {name}",
+        description=reports[0].description if reports else "",
+        sources=sources,
+        profiles=profiles,
+        object_size=object_size,
+        plots=plots,
+    )
     _write_report(doc, output)
 
 
@@ -448,7 +553,7 @@ def diff(
     batch: BatchOpt = None,
     dtype: DtypeOpt = None,
     variant: VariantOpt = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or markdown.")] = "table",
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="table, json or markdown.")] = "table",
     output: OutputOpt = None,
     changed_only: Annotated[bool, typer.Option("--changed-only", help="Hide the rows that did not change.")] = False,
     allow_unsupported: UnsupportedOpt = False,
@@ -460,8 +565,10 @@ def diff(
     reports, _ = analyzed(spec, profile, profiles_file, batch, dtype, variant, allow_unsupported)
     if len(reports) != 2:
         names = ", ".join(r.name for r in reports)
-        raise CnnCalcError(f"diff compares two networks; these specs hold {len(reports)} ({names})",
-                           hint="give two specs, a file with two variants, or pick two with --variant")
+        raise CnnCalcError(
+            f"diff compares two networks; these specs hold {len(reports)} ({names})",
+            hint="give two specs, a file with two variants, or pick two with --variant",
+        )
     result = diff_reports(reports[0], reports[1])
     if fmt == "table" and output is None:
         render_diff(result, out, changed_only)
@@ -480,36 +587,70 @@ def one_network(model: str, variant: list[str] | None, seed: int) -> tuple[Any, 
         return imported.graph, imported.weights
     graphs = pick_variants(load_files([model]), variant)
     if len(graphs) != 1:
-        raise CnnCalcError(f"{model} has {len(graphs)} networks; this command takes one",
-                           hint=f"pick one with --variant ({', '.join(g.name for g in graphs)})")
+        raise CnnCalcError(
+            f"{model} has {len(graphs)} networks; this command takes one",
+            hint=f"pick one with --variant ({', '.join(g.name for g in graphs)})",
+        )
     return graphs[0], init_weights(graphs[0], seed)
 
 
 @app.command()
 @friendly
 def train(
-    model: Annotated[str, typer.Argument(help="A YAML spec file, spec chain text, or an .onnx model.",
-                                         show_default=False)],
-    data: Annotated[str, typer.Option("--data", help="synthetic, digits (scikit-learn), or a .npz with x and y.")]
-    = "synthetic",
-    epochs: Annotated[int, typer.Option("--epochs", "-e", min=1, help="Passes over the training data.")] = 10,
-    batch: Annotated[int, typer.Option("--batch", "-b", min=1, help="Samples per step.")] = 32,
-    lr: Annotated[float | None, typer.Option("--lr", help="Learning rate (default 0.01 Adam, 0.05 SGD).")] = None,
-    optimizer: Annotated[str, typer.Option("--optimizer", help="adam, sgd, sgd-momentum or nesterov.")] = "adam",
-    weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, help="L2 on kernels and FC weights.")]
-    = 0.0,
-    schedule: Annotated[str, typer.Option("--schedule", help="cosine, step or constant.")] = "cosine",
-    loss: Annotated[str, typer.Option("--loss", help="auto, cross-entropy, nll or mse.")] = "auto",
-    patience: Annotated[int, typer.Option("--patience", min=0, help="Stop after N epochs without a better "
-                                          "validation loss, keeping the best weights (0: off).")] = 0,
-    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share held out to validate.")] = 0.2,
-    samples: Annotated[int | None, typer.Option("--samples", min=2, help="Size of the synthetic set.")] = None,
-    layout: Annotated[str, typer.Option("--layout", help=".npz x layout: auto, nhwc or nchw.")] = "auto",
-    seed: Annotated[int, typer.Option("--seed", help="Seed of weights, data split, shuffling, dropout.")] = 0,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Save the trained model (.onnx).")] = None,
+    model: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODEL", help="A YAML spec file, spec chain text, or an .onnx model.", show_default=False
+        ),
+    ],
+    data: Annotated[
+        str, typer.Option("--data", metavar="DATA", help="synthetic, digits (scikit-learn), or a .npz with x and y.")
+    ] = "synthetic",
+    epochs: Annotated[
+        int, typer.Option("--epochs", "-e", metavar="N", min=1, help="Passes over the training data.")
+    ] = 10,
+    batch: Annotated[int, typer.Option("--batch", "-b", metavar="N", min=1, help="Samples per step.")] = 32,
+    lr: Annotated[
+        float | None, typer.Option("--lr", metavar="LR", help="Learning rate (default 0.01 Adam, 0.05 SGD).")
+    ] = None,
+    optimizer: Annotated[
+        str, typer.Option("--optimizer", metavar="OPTIMIZER", help="adam, sgd, sgd-momentum or nesterov.")
+    ] = "adam",
+    weight_decay: Annotated[
+        float, typer.Option("--weight-decay", metavar="WEIGHT_DECAY", min=0.0, help="L2 on kernels and FC weights.")
+    ] = 0.0,
+    schedule: Annotated[
+        str, typer.Option("--schedule", metavar="SCHEDULE", help="cosine, step or constant.")
+    ] = "cosine",
+    loss: Annotated[str, typer.Option("--loss", metavar="LOSS", help="auto, cross-entropy, nll or mse.")] = "auto",
+    patience: Annotated[
+        int,
+        typer.Option(
+            "--patience",
+            metavar="N",
+            min=0,
+            help="Stop after N epochs without a better validation loss, keeping the best weights (0: off).",
+        ),
+    ] = 0,
+    val_fraction: Annotated[
+        float, typer.Option("--val-fraction", metavar="VAL_FRACTION", help="Share held out to validate.")
+    ] = 0.2,
+    samples: Annotated[
+        int | None, typer.Option("--samples", metavar="N", min=2, help="Size of the synthetic set.")
+    ] = None,
+    layout: Annotated[
+        str, typer.Option("--layout", metavar="LAYOUT", help=".npz x layout: auto, nhwc or nchw.")
+    ] = "auto",
+    seed: Annotated[
+        int, typer.Option("--seed", metavar="SEED", help="Seed of weights, data split, shuffling, dropout.")
+    ] = 0,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Save the trained model (.onnx).")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the --output file.")] = False,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json (with the per-epoch history).")]
-    = "table",
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", metavar="FORMAT", help="table or json (with the per-epoch history).")
+    ] = "table",
     variant: VariantOpt = None,
 ) -> None:
     """Train the network with the NumPy backend; Ctrl-C stops after the current step and still saves."""
@@ -520,8 +661,17 @@ def train(
     from .train import train as run_training
 
     check_choice(fmt, ("table", "json"), "--format")
-    config = TrainConfig(epochs=epochs, batch=batch, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
-                         schedule=schedule, loss=loss, seed=seed, patience=patience).check()
+    config = TrainConfig(
+        epochs=epochs,
+        batch=batch,
+        lr=lr,
+        optimizer=optimizer,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        loss=loss,
+        seed=seed,
+        patience=patience,
+    ).check()
     if output is not None and output.exists() and not force:
         raise CnnCalcError(f"{output} already exists", hint="pass --force to overwrite it")
     graph, weights = one_network(model, variant, seed)
@@ -546,21 +696,35 @@ def training_progress(epochs: int) -> Iterator[tuple[Callable[..., None], Callab
     """A rich progress bar per epoch on stderr, with running loss, accuracy and samples/s."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TextColumn("{task.fields[figures]}"), console=err)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[figures]}"),
+        console=err,
+    )
     tasks: dict[int, Any] = {}
 
     def on_step(info: Any) -> None:
         if info.epoch not in tasks:
             tasks[info.epoch] = progress.add_task(f"epoch {info.epoch}/{epochs}", total=info.steps, figures="")
-        progress.update(tasks[info.epoch], completed=info.step, figures=(
-            f"loss {info.loss:.4f}  acc {100 * info.accuracy:.1f}%  {info.samples_per_s:,.0f} samples/s"))
+        progress.update(
+            tasks[info.epoch],
+            completed=info.step,
+            figures=(f"loss {info.loss:.4f}  acc {100 * info.accuracy:.1f}%  {info.samples_per_s:,.0f} samples/s"),
+        )
 
     def on_epoch(record: Any) -> None:
         if record.epoch in tasks:
-            progress.update(tasks[record.epoch], figures=(
-                f"loss {record.train_loss:.4f}  acc {100 * record.train_accuracy:.1f}%  "
-                f"val {record.val_loss:.4f} / {100 * record.val_accuracy:.1f}%  {record.samples_per_s:,.0f} samples/s"))
+            progress.update(
+                tasks[record.epoch],
+                figures=(
+                    f"loss {record.train_loss:.4f}  acc {100 * record.train_accuracy:.1f}%  "
+                    f"val {record.val_loss:.4f} / {100 * record.val_accuracy:.1f}%  "
+                    f"{record.samples_per_s:,.0f} samples/s"
+                ),
+            )
 
     with progress:
         yield on_step, on_epoch
@@ -570,11 +734,17 @@ def training_progress(epochs: int) -> Iterator[tuple[Callable[..., None], Callab
 @friendly
 def verify(
     spec: SpecArg,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the weights and the random inputs.")] = 0,
-    grad_seconds: Annotated[float, typer.Option(
-        "--grad-seconds", min=0.0, help="Time for finite differences; past it tensors are checked in groups.")]
-    = 20.0,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    seed: Annotated[int, typer.Option("--seed", metavar="SEED", help="Seed of the weights and the random inputs.")] = 0,
+    grad_seconds: Annotated[
+        float,
+        typer.Option(
+            "--grad-seconds",
+            metavar="GRAD_SECONDS",
+            min=0.0,
+            help="Time for finite differences; past it tensors are checked in groups.",
+        ),
+    ] = 20.0,
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="table or json.")] = "table",
     variant: VariantOpt = None,
 ) -> None:
     """Check the chain spec -> analysis -> ONNX -> execution -> gradients -> training; exit 1 if a line fails."""
@@ -592,8 +762,11 @@ def verify(
         def show(check: Any) -> None:
             if fmt == "table":
                 style = {"PASS": "green", "FAIL": "bold red", "SKIP": "yellow"}[check.status]
-                out.print(f"  [{style}]{check.status}[/{style}]  {escape(check.name)}: {escape(check.detail)}",
-                          highlight=False, soft_wrap=True)
+                out.print(
+                    f"  [{style}]{check.status}[/{style}]  {escape(check.name)}: {escape(check.detail)}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
 
         reports.append(run_checks(graph, seed=seed, grad_budget_s=grad_seconds, on_check=show))
         if fmt == "table":
