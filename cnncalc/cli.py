@@ -189,17 +189,10 @@ def analyze(
 ) -> None:
     """Per-layer shapes, receptive fields, params, MACs/FLOPs, memory, and hardware estimates."""
     from .advice import refresh
-    from .analysis import analyze as run_analysis
     from .render import FORMATS, render
 
     check_choice(fmt, FORMATS, "--format")
-    if dtype is not None:
-        check_choice(dtype, ("float32", "float16", "int8"), "--dtype")
-    files = load_files(spec, allow_unsupported)
-    defaults = list(dict.fromkeys(name for spec_file in files for name in spec_file.profiles))
-    profiles = selected_profiles(defaults, profile, profiles_file)
-    graphs = pick_variants(files, variant)
-    reports = [run_analysis(graph, batch=batch, dtype=dtype, profiles=profiles) for graph in graphs]
+    reports, profiles = analyzed(spec, profile, profiles_file, batch, dtype, variant, allow_unsupported)
     for report in reports:
         refresh(report, object_size, profiles)  # the advice that needs costs or --object-size
     if fmt == "table" and output is not None:
@@ -339,13 +332,7 @@ def run(
     if model.lower().endswith(".onnx"):
         runtime, source = Runtime.from_file(model, dtype=dtype), model
     else:
-        graphs = pick_variants(load_files([model]), variant)
-        if len(graphs) != 1:
-            raise CnnCalcError(
-                f"{model} has {len(graphs)} networks; run takes one",
-                hint=f"pick one with --variant ({', '.join(g.name for g in graphs)})",
-            )
-        runtime, source = Runtime.from_graph(graphs[0], seed=seed, dtype=dtype), None
+        runtime, source = Runtime.from_graph(single_network(model, variant), seed=seed, dtype=dtype), None
     x = read_input(input_path, runtime) if input_path is not None else random_input(runtime, batch, seed)
     summary = measure(runtime, x, repeat)
     if check:
@@ -576,6 +563,17 @@ def diff(
     emit(to_json(result) if fmt == "json" else to_markdown(result, changed_only), output)
 
 
+def single_network(model: str, variant: list[str] | None) -> Any:
+    """The one network a spec names (after --variant), or an error listing the variants to pick from."""
+    graphs = pick_variants(load_files([model]), variant)
+    if len(graphs) != 1:
+        raise CnnCalcError(
+            f"{model} has {len(graphs)} networks; this command takes one",
+            hint=f"pick one with --variant ({', '.join(g.name for g in graphs)})",
+        )
+    return graphs[0]
+
+
 def one_network(model: str, variant: list[str] | None, seed: int) -> tuple[Any, Any]:
     """The graph and weights of one network: an .onnx model's own, or a spec's He-initialized from `seed`."""
     from .weights import init_weights
@@ -585,13 +583,8 @@ def one_network(model: str, variant: list[str] | None, seed: int) -> tuple[Any, 
 
         imported = load_model(model)
         return imported.graph, imported.weights
-    graphs = pick_variants(load_files([model]), variant)
-    if len(graphs) != 1:
-        raise CnnCalcError(
-            f"{model} has {len(graphs)} networks; this command takes one",
-            hint=f"pick one with --variant ({', '.join(g.name for g in graphs)})",
-        )
-    return graphs[0], init_weights(graphs[0], seed)
+    graph = single_network(model, variant)
+    return graph, init_weights(graph, seed)
 
 
 @app.command()
