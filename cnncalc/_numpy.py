@@ -12,11 +12,15 @@ from typing import Any
 
 
 class _LazyNumPy:
-    """Forwards every attribute to the numpy module, importing it the first time."""
+    """Forwards every attribute to the numpy module, importing it the first time, and caches it."""
 
     def __getattr__(self, name: str) -> Any:
-        module = importlib.import_module("numpy")
-        return getattr(module, name)
+        # only called for names not yet cached: after the first look-up, `np.matmul` is a plain
+        # instance attribute (a kernel calls np.* dozens of times per run; the import machinery costs
+        # about 5 us each time)
+        value = getattr(importlib.import_module("numpy"), name)
+        setattr(self, name, value)
+        return value
 
 
 np: Any = _LazyNumPy()

@@ -143,3 +143,15 @@ def test_analyze_never_imports_matplotlib():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_analyze_never_imports_numpy():
+    # analysis is arithmetic on shapes; NumPy (about half of the start-up) loads only for run/train/verify
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom cnncalc.cli import app\n"
+            "result = CliRunner().invoke(app, ['analyze', 'specs/resnet50.yaml', '-p', 'jetson-nano', "
+            "'--format', 'json'])\n"
+            "assert result.exit_code == 0, result.output\n"
+            "print('numpy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

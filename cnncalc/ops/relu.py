@@ -23,7 +23,9 @@ class Relu(_Pointwise):
 
     def forward(self, inputs: list[np.ndarray], training: bool = False,
                 rng: np.random.Generator | None = None) -> Forward:
-        return Forward(np.maximum(inputs[0], 0))
+        # np.clip runs NumPy's SIMD loop; np.maximum with a scalar 0 takes a loop about 3x slower (NumPy 2.4).
+        # Same values, NaN included; only -0.0 stays -0.0 instead of becoming +0.0.
+        return Forward(np.clip(inputs[0], 0, np.inf))
 
     def backward(self, grad_out: np.ndarray, inputs: list[np.ndarray],
                  fwd: Forward) -> list[np.ndarray | None]:

@@ -1,0 +1,51 @@
+"""The shared window kernels against their definitions, written out as plain loops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cnncalc.ops import OPS
+from cnncalc.ops._windows import im2col, pad_images
+
+
+def columns_by_definition(x, kernel, strides, dilations, pads, out_hw):
+    """cols[(c, i, j), (n, r, q)] = padded[n, c, r*sh + i*dh, q*sw + j*dw], one element at a time."""
+    n, c = x.shape[:2]
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, strides, dilations, out_hw
+    xp = pad_images(x, pads)
+    cols = np.zeros((c * kh * kw, n * ho * wo), dtype=x.dtype)
+    for ci in range(c):
+        for i in range(kh):
+            for j in range(kw):
+                for s in range(n):
+                    for r in range(ho):
+                        for q in range(wo):
+                            row, col = (ci * kh + i) * kw + j, (s * ho + r) * wo + q
+                            cols[row, col] = xp[s, ci, r * sh + i * dh, q * sw + j * dw]
+    return cols
+
+
+@pytest.mark.parametrize(("kernel", "strides", "dilations", "pads"), [
+    ((7, 7), (2, 2), (1, 1), (3, 3, 3, 3)),  # the ResNet stem: 49 taps over 4 stride phases (the phase path)
+    ((5, 3), (2, 1), (1, 2), (2, 0, 1, 2)),  # unequal kernel, stride, dilation and pads (phase path: 15 >= 8)
+    ((3, 3), (2, 2), (1, 1), (1, 1, 1, 1)),  # 9 taps < 4 * 4: the window-view path
+    ((3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),  # stride 1: the window-view path
+    ((1, 1), (2, 2), (1, 1), (0, 0, 0, 0)),  # 1x1 stride 2: a strided pick, no window at all
+])
+def test_im2col_matches_its_definition(kernel, strides, dilations, pads) -> None:
+    x = np.random.default_rng(1).standard_normal((2, 3, 11, 12)).astype(np.float32)
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
+    ho = (11 + pads[0] + pads[2] - dh * (kh - 1) - 1) // sh + 1
+    wo = (12 + pads[1] + pads[3] - dw * (kw - 1) - 1) // sw + 1
+    cols, padded_shape = im2col(x, kernel, strides, dilations, pads, (ho, wo))
+    assert padded_shape == (2, 3, 11 + pads[0] + pads[2], 12 + pads[1] + pads[3])
+    np.testing.assert_array_equal(cols, columns_by_definition(x, kernel, strides, dilations, pads, (ho, wo)))
+
+
+def test_relu_keeps_nan_and_infinities() -> None:
+    # ONNX Relu is max(0, x): NaN stays NaN, -inf -> 0, +inf stays, negatives -> 0
+    x = np.array([np.nan, -np.inf, np.inf, -2.5, 0.0, 3.0], dtype=np.float32)
+    y = OPS["Relu"]().forward([x]).out
+    np.testing.assert_array_equal(y, np.array([np.nan, 0, np.inf, 0, 0, 3.0], dtype=np.float32))
+    assert y.dtype == np.float32
