@@ -437,15 +437,19 @@ def plot(
     allow_unsupported: UnsupportedOpt = False,
 ) -> None:
     """Draw per-layer MACs and memory, receptive-field growth, rooflines per profile, variants side by side."""
-    from .fileio import write_atomic
+    from .fileio import write_all_atomic
     from .plots import KINDS, applicable_kinds, figure_bytes, figure_for, output_paths, require_matplotlib
 
     require_matplotlib()
     for name in kind or []:
         check_choice(name, KINDS, "--kind")
     reports, profiles = analyzed(spec, profile, profiles_file, batch, dtype, variant, allow_unsupported)
-    for name, path in output_paths(output, kind or applicable_kinds(reports, profiles)).items():
-        write_atomic(path, figure_bytes(figure_for(name, reports, profiles, object_size), path.suffix))
+    paths = output_paths(output, kind or applicable_kinds(reports, profiles))
+    # every figure is drawn before any file is written: a failure leaves no partial set behind
+    figures = {path: figure_bytes(figure_for(name, reports, profiles, object_size), path.suffix)
+               for name, path in paths.items()}
+    write_all_atomic(figures)
+    for path in figures:
         err.print(f"wrote {path}", highlight=False)
 
 
@@ -516,18 +520,20 @@ def _spec_source(arg: str) -> str:
 
 
 def _write_report(doc: Any, output: Path) -> None:
-    from .fileio import write_atomic
+    from .fileio import write_all_atomic, write_atomic
     from .report import to_html, to_markdown
 
     if output.suffix.lower() in (".html", ".htm"):
         write_atomic(output, to_html(doc))
     else:
+        folder = output.parent if str(output.parent) else Path(".")
+        if not folder.is_dir():
+            raise CnnCalcError(f"cannot write {output}: folder {folder} does not exist", hint=f"mkdir -p {folder}")
         text, assets = to_markdown(doc, f"{output.stem}_files")
-        for relative, data in assets.items():
-            target = output.parent / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(target, data)
-        write_atomic(output, text)
+        # the images and the document as one unit, the document renamed into place last
+        files: dict[Path, bytes | str] = {output.parent / relative: data for relative, data in assets.items()}
+        files[output] = text
+        write_all_atomic(files, make_folders=True)
     err.print(f"wrote {output}", highlight=False)
 
 
