@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -310,11 +310,14 @@ class _Importer:
         unsupported = tuple(f"{op_type} at {where}" for op_type, places in self.unsupported.items()
                             for where in places)
         try:
-            return Graph(self.name, self.input_shape, tuple(self.nodes), output, input_name=self.input_name,
-                         dtype=self.dtype, batch=self.batch, description=description[:2000],
-                         unsupported=unsupported)
+            graph = Graph(self.name, self.input_shape, tuple(self.nodes), output, input_name=self.input_name,
+                          dtype=self.dtype, batch=self.batch, description=description[:2000],
+                          unsupported=unsupported)
         except CnnCalcError as error:
             raise OnnxFileError(f"{self.label}: {error.message}", hint=error.hint) from None
+        # the equivalent spec chain, so that JSON and Markdown reports of an imported model show it too
+        text = _spec_or_empty(graph)
+        return replace(graph, text=text) if text else graph
 
     # ---- file-level checks ---------------------------------------------------------------------
     def _checked_dims(self, dims: Iterable[int], what: str) -> Shape:

@@ -372,7 +372,9 @@ runner = CliRunner()
 def test_cli_analyze_and_spec_of_an_onnx_file():
     result = runner.invoke(app, ["analyze", str(DATA / "torch_tiny_cnn.onnx"), "--format", "json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["networks"][0]["totals"]["params"] == 5962
+    network = json.loads(result.output)["networks"][0]
+    assert network["totals"]["params"] == 5962
+    assert network["spec"] == TINY_SPEC  # the JSON of an imported model carries its equivalent chain
     spec = runner.invoke(app, ["spec", str(DATA / "torch_tiny_cnn.onnx")])
     assert spec.exit_code == 0 and spec.output.strip() == TINY_SPEC
 
@@ -383,6 +385,7 @@ def test_cli_unsupported_fails_with_the_list_or_marks_lower_bound():
     assert "HardSigmoid" in failed.output and "pad/Pad" in failed.output and "Traceback" not in failed.output
     ok = runner.invoke(app, ["analyze", str(UNSUPPORTED), "--allow-unsupported", "--format", "json"])
     assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)["networks"][0]["spec"] == ""  # unknown ops have no spec text
     assert json.loads(ok.output)["networks"][0]["totals"]["lower_bound"] is True
 
 
