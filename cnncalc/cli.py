@@ -526,14 +526,12 @@ def _write_report(doc: Any, output: Path) -> None:
     if output.suffix.lower() in (".html", ".htm"):
         write_atomic(output, to_html(doc))
     else:
-        folder = output.parent if str(output.parent) else Path(".")
-        if not folder.is_dir():
-            raise CnnCalcError(f"cannot write {output}: folder {folder} does not exist", hint=f"mkdir -p {folder}")
-        text, assets = to_markdown(doc, f"{output.stem}_files")
+        image_dir = f"{output.stem}_files"
+        text, assets = to_markdown(doc, image_dir)
         # the images and the document as one unit, the document renamed into place last
         files: dict[Path, bytes | str] = {output.parent / relative: data for relative, data in assets.items()}
         files[output] = text
-        write_all_atomic(files, make_folders=True)
+        write_all_atomic(files, new_folders=[output.parent / image_dir])
     err.print(f"wrote {output}", highlight=False)
 
 

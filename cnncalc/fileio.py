@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from .errors import CnnCalcError
@@ -16,35 +16,40 @@ def write_atomic(path: str | Path, data: bytes | str, *, force: bool = True) -> 
     return Path(path)
 
 
-def write_all_atomic(files: Mapping[Path, bytes | str], *, force: bool = True, make_folders: bool = False) -> None:
+def write_all_atomic(files: Mapping[Path, bytes | str], *, force: bool = True,
+                     new_folders: Collection[Path] = ()) -> None:
     """Write several files as one unit: every file is staged in full before any target is touched.
 
     A report and its images, or one plot per kind, are all checked and written to temporary files
     first; only when every one of them is complete are they renamed into place (renames do not fail
     for want of space). On any error the temporary files, and the folders this call created, go again.
-    `make_folders` creates missing parent folders (a Markdown report's `<name>_files/`).
+    `new_folders` may be created (one level, inside an existing folder: a Markdown report's
+    `<name>_files/`); every other target's folder must exist.
     """
     targets = [Path(path) for path in files]
+    creatable = {Path(folder) for folder in new_folders}
     for target in targets:
         if target.exists() and not force:
             raise CnnCalcError(f"{target} already exists", hint="pass --force to overwrite it")
         if target.is_dir():
             raise CnnCalcError(f"{target} is a directory", hint="give a file name, e.g. out/model.onnx")
         folder = _folder(target)
-        if not make_folders and not folder.is_dir():
-            raise CnnCalcError(f"cannot write {target}: folder {folder} does not exist", hint=f"mkdir -p {folder}")
+        needed = _folder(folder) if folder in creatable and not folder.is_dir() else folder
+        if not needed.is_dir():
+            raise CnnCalcError(f"cannot write {target}: folder {needed} does not exist", hint=f"mkdir -p {needed}")
     umask = os.umask(0)
     os.umask(umask)
     created: list[Path] = []
     staged: list[tuple[str, Path]] = []
-    current = targets[0] if targets else Path(".")
-    done = False
+    current = Path(".")
     try:
         for target, data in zip(targets, files.values(), strict=True):
-            current = target
-            created += _make_folders(_folder(target))
+            current, folder = target, _folder(target)
+            if not folder.is_dir():  # one of new_folders, checked above
+                folder.mkdir()
+                created.append(folder)
             payload = data.encode() if isinstance(data, str) else data
-            fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=_folder(target))
+            fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
             staged.append((temp, target))
             with os.fdopen(fd, "wb") as handle:
                 handle.write(payload)
@@ -52,31 +57,19 @@ def write_all_atomic(files: Mapping[Path, bytes | str], *, force: bool = True, m
         for temp, target in staged:
             current = target
             os.replace(temp, target)
-        done = True
+        created.clear()  # all in place: the new folders stay
     except OSError as error:
         raise CnnCalcError(f"cannot write {current}: {error.strerror or error}") from None
     finally:
         for temp, _ in staged:
             if os.path.exists(temp):
                 os.unlink(temp)
-        if not done:
-            for folder in reversed(created):  # innermost first
-                try:
-                    folder.rmdir()
-                except OSError:  # not empty: something else wrote there meanwhile
-                    pass
+        for folder in created:  # only after a failure
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: something else wrote there meanwhile
+                pass
 
 
 def _folder(target: Path) -> Path:
     return target.parent if str(target.parent) else Path(".")
-
-
-def _make_folders(folder: Path) -> list[Path]:
-    """Create `folder` and any missing parents; return the ones created, outermost first."""
-    missing: list[Path] = []
-    while not folder.exists():
-        missing.append(folder)
-        folder = folder.parent
-    for path in reversed(missing):
-        path.mkdir()
-    return list(reversed(missing))

@@ -34,7 +34,7 @@ def disk_full_on_call(monkeypatch, failing_call: int) -> None:
 
 def test_a_set_is_written_whole(tmp_path):
     files = {tmp_path / "a.txt": "first", tmp_path / "pics" / "b.bin": b"\x00\x01"}
-    write_all_atomic(files, make_folders=True)
+    write_all_atomic(files, new_folders=[tmp_path / "pics"])
     assert (tmp_path / "a.txt").read_text() == "first" and (tmp_path / "pics" / "b.bin").read_bytes() == b"\x00\x01"
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.txt", "b.bin", "pics"]  # no temporary files left
 
@@ -45,7 +45,7 @@ def test_a_failure_part_way_leaves_nothing(tmp_path, monkeypatch):
     files = {tmp_path / "new_files" / "one.svg": "<svg/>", tmp_path / "new_files" / "two.svg": "<svg/>",
              tmp_path / "old.md": "the new report"}
     with pytest.raises(CnnCalcError, match="No space left"):
-        write_all_atomic(files, make_folders=True)
+        write_all_atomic(files, new_folders=[tmp_path / "new_files"])
     # the first image was complete, but nothing was renamed into place and the folder made for it is gone
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["old.md"]
     assert (tmp_path / "old.md").read_text() == "the previous report"
