@@ -29,12 +29,18 @@ def columns_by_definition(x, kernel, strides, dilations, pads, out_hw):
 @pytest.mark.parametrize(("kernel", "strides", "dilations", "pads"), [
     ((7, 7), (2, 2), (1, 1), (3, 3, 3, 3)),  # the ResNet stem: 49 taps over 4 stride phases (the phase path)
     ((5, 3), (2, 1), (1, 2), (2, 0, 1, 2)),  # unequal kernel, stride, dilation and pads (phase path: 15 >= 8)
-    ((3, 3), (2, 2), (1, 1), (1, 1, 1, 1)),  # 9 taps < 4 * 4: the window-view path
-    ((3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),  # stride 1: the window-view path
+    ((3, 3), (2, 2), (1, 1), (1, 1, 1, 1)),  # 9 taps < 4 * 4: one block copy per tap
+    ((3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),  # stride 1: per tap
+    ((3, 2), (1, 3), (3, 1), (0, 2, 4, 1)),  # dilated, uneven stride and pads: per tap
+    ((3, 3), (1, 1), (1, 1), (5, 0, 0, 6)),  # pads wider than the kernel reaches: some taps read only padding
+    ((1, 1), (1, 1), (1, 1), (1, 1, 1, 1)),  # 1x1 with padding: per tap, a zero frame around the image
     ((1, 1), (2, 2), (1, 1), (0, 0, 0, 0)),  # 1x1 stride 2: a strided pick, no window at all
 ])
-def test_im2col_matches_its_definition(kernel, strides, dilations, pads) -> None:
+@pytest.mark.parametrize("channel_major", [False, True])  # conv outputs are channel-major views
+def test_im2col_matches_its_definition(kernel, strides, dilations, pads, channel_major) -> None:
     x = np.random.default_rng(1).standard_normal((2, 3, 11, 12)).astype(np.float32)
+    if channel_major:
+        x = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
     (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
     ho = (11 + pads[0] + pads[2] - dh * (kh - 1) - 1) // sh + 1
     wo = (12 + pads[1] + pads[3] - dw * (kw - 1) - 1) // sw + 1
