@@ -93,9 +93,13 @@ class Runtime:
         self.dtype = _runtime_dtype(dtype)
         _check_runnable(graph)
         self.weights: Weights = _checked_weights(graph, weights, self.dtype)
-        self._last_use = graph.last_use()
+        last_use = graph.last_use()
+        # per node, the tensors to free once it has run: inputs it reads last, and its output if nobody reads it
+        self._freed_after = [tuple(name for name in dict.fromkeys((*node.inputs, node.name)) if last_use[name] == index)
+                             for index, node in enumerate(graph.nodes)]
         self._tape: list[_Step] | None = None
         self._output_shape: tuple[int, ...] = ()
+        self._needed_bytes: dict[tuple[int, bool], int] = {}  # (batch, keep_tape) -> activation bytes
         keep_freed_memory()
 
     # ---- construction --------------------------------------------------------
@@ -153,12 +157,15 @@ class Runtime:
 
     def activation_bytes_needed(self, batch: int, keep_tape: bool = False) -> int:
         """Activation bytes a run will hold at its peak: the analysis' inference peak, or all of them when taped."""
-        graph = replace(self.graph, batch=batch, dtype=self.dtype.name)
-        if not keep_tape:
-            return peak_activation_bytes(graph)
-        # training keeps the input and every node output for backward
-        per_sample = numel(graph.input_shape) + sum(numel(graph.shapes[node.name]) for node in graph.nodes)
-        return batch * per_sample * self.dtype.itemsize
+        key = (batch, keep_tape)
+        if key not in self._needed_bytes:  # worked out once per batch size: repeated runs skip the graph walk
+            graph = replace(self.graph, batch=batch, dtype=self.dtype.name)
+            if keep_tape:  # training keeps the input and every node output for backward
+                per_sample = numel(graph.input_shape) + sum(numel(graph.shapes[node.name]) for node in graph.nodes)
+                self._needed_bytes[key] = batch * per_sample * self.dtype.itemsize
+            else:
+                self._needed_bytes[key] = peak_activation_bytes(graph)
+        return self._needed_bytes[key]
 
     def check_memory(self, batch: int, keep_tape: bool = False) -> None:
         """Refuse a run whose activations cannot fit in the memory the machine has free right now."""
@@ -191,25 +198,21 @@ class Runtime:
         peak = live
         start = time.perf_counter()
         try:
-            for index, node in enumerate(self.graph.nodes):
+            for node, freed in zip(self.graph.nodes, self._freed_after, strict=True):
                 inputs = [env[name] for name in node.inputs] + self.weights[node.name]
                 began = time.perf_counter()
                 fwd = node.op.forward(inputs, training=training, rng=rng)
-                elapsed = time.perf_counter() - began
+                if record:
+                    records.append(_record(node, inputs, fwd, time.perf_counter() - began))
                 out = fwd.out
                 env[node.name] = out
                 live += out.nbytes  # the output is allocated while the inputs are still live
                 peak = max(peak, live)
-                if record:
-                    records.append(_record(node, inputs, fwd, elapsed))
                 if keep_tape:
                     tape.append(_Step(node, inputs, fwd))
                     continue
-                for name in set(node.inputs):  # inputs whose last reader this was are freed
-                    if self._last_use[name] == index:
-                        live -= env.pop(name).nbytes
-                if self._last_use[node.name] == index:  # an output nobody reads is dropped at once
-                    live -= env.pop(node.name).nbytes
+                for name in freed:  # inputs whose last reader this was, and an output nobody reads
+                    live -= env.pop(name).nbytes
                 del inputs, fwd, out  # let this node's cache (im2col columns ...) go before the next node runs
         except MemoryError:
             raise RuntimeInputError(

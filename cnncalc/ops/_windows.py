@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -90,32 +91,45 @@ def _im2col_by_taps(
     view needs; inside a network this made ResNet-18 about 5-10% faster than copying the window view.
     """
     n, c, h, w = x.shape
-    (ho, wo), (kh, kw), (sh, sw), (dh, dw) = out_hw, kernel, strides, dilations
-    top, left, bottom, right = pads
+    (ho, wo), (kh, kw) = out_hw, kernel
+    zero_rows, zero_columns, copies = _tap_plan(h, w, kernel, strides, dilations, pads, out_hw)
     cols = np.empty((c, kh, kw, n, ho, wo), dtype=x.dtype)
+    for i, rows in zero_rows:  # outputs whose kernel row i falls in the top or bottom padding, for every j
+        cols[:, i, :, :, rows] = 0
+    for j, columns in zero_columns:  # ... whose kernel column j falls in the left or right padding, for every i
+        cols[:, :, j, :, :, columns] = 0
     channel_major = x.transpose(1, 0, 2, 3)
-    for i in range(kh):
-        row_offset = i * dh - top
-        r0, r1 = _inside(ho, h, row_offset, sh)
-        for j in range(kw):
-            col_offset = j * dw - left
-            q0, q1 = _inside(wo, w, col_offset, sw)
-            block = cols[:, i, j]  # (C, N, Ho, Wo)
-            if r0:  # the frame of outputs that read padding (skipped when empty: each call costs)
-                block[:, :, :r0] = 0
-            if r1 < ho:
-                block[:, :, r1:] = 0
-            if q0:
-                block[:, :, r0:r1, :q0] = 0
-            if q1 < wo:
-                block[:, :, r0:r1, q1:] = 0
-            if r1 > r0 and q1 > q0:
-                block[:, :, r0:r1, q0:q1] = channel_major[
-                    :, :,
-                    r0 * sh + row_offset : (r1 - 1) * sh + row_offset + 1 : sh,
-                    q0 * sw + col_offset : (q1 - 1) * sw + col_offset + 1 : sw,
-                ]
+    for i, j, out_rows, out_columns, in_rows, in_columns in copies:
+        cols[:, i, j, :, out_rows, out_columns] = channel_major[:, :, in_rows, in_columns]
+    top, left, bottom, right = pads
     return cols.reshape(c * kh * kw, n * ho * wo), (n, c, h + top + bottom, w + left + right)
+
+
+TapCopy = tuple[int, int, slice, slice, slice, slice]
+
+
+@functools.lru_cache(maxsize=512)
+def _tap_plan(h: int, w: int, kernel: tuple[int, int], strides: tuple[int, int], dilations: tuple[int, int],
+              pads: Pads, out_hw: tuple[int, int]
+              ) -> tuple[list[tuple[int, slice]], list[tuple[int, slice]], list[TapCopy]]:
+    """The slices `_im2col_by_taps` writes, worked out once per layer geometry (a network repeats them)."""
+    (ho, wo), (kh, kw), (sh, sw), (dh, dw) = out_hw, kernel, strides, dilations
+    top, left = pads[0], pads[1]
+    row_ranges = [_inside(ho, h, i * dh - top, sh) for i in range(kh)]
+    column_ranges = [_inside(wo, w, j * dw - left, sw) for j in range(kw)]
+    zero_rows = [(i, part) for i, (r0, r1) in enumerate(row_ranges)
+                 for part, empty in ((slice(0, r0), r0 == 0), (slice(r1, ho), r1 == ho)) if not empty]
+    zero_columns = [(j, part) for j, (q0, q1) in enumerate(column_ranges)
+                    for part, empty in ((slice(0, q0), q0 == 0), (slice(q1, wo), q1 == wo)) if not empty]
+    copies = []
+    for i, (r0, r1) in enumerate(row_ranges):
+        for j, (q0, q1) in enumerate(column_ranges):
+            if r1 > r0 and q1 > q0:
+                first_row, first_column = r0 * sh + i * dh - top, q0 * sw + j * dw - left
+                copies.append((i, j, slice(r0, r1), slice(q0, q1),
+                               slice(first_row, first_row + (r1 - r0 - 1) * sh + 1, sh),
+                               slice(first_column, first_column + (q1 - q0 - 1) * sw + 1, sw)))
+    return zero_rows, zero_columns, copies
 
 
 def _inside(out_len: int, in_len: int, offset: int, stride: int) -> tuple[int, int]:
