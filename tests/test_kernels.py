@@ -55,3 +55,26 @@ def test_relu_keeps_nan_and_infinities() -> None:
     y = OPS["Relu"]().forward([x]).out
     np.testing.assert_array_equal(y, np.array([np.nan, 0, np.inf, 0, 0, 3.0], dtype=np.float32))
     assert y.dtype == np.float32
+
+
+@pytest.mark.parametrize(("kernel", "strides", "pads", "ceil_mode"), [
+    ((3, 3), (2, 2), (1, 1, 1, 1), 0),  # the ResNet stem's pool
+    ((2, 2), (2, 2), (0, 0, 0, 0), 0),  # plain 2x2
+    ((3, 2), (2, 3), (0, 1, 2, 0), 1),  # uneven kernel, stride and pads; ceil_mode adds overhanging windows
+    ((3, 3), (1, 1), (2, 0, 0, 2), 0),  # pads on two sides only: windows near them read mostly padding
+])
+def test_max_pool_matches_its_definition(kernel, strides, pads, ceil_mode) -> None:
+    """out[n, c, r, q] = max over the window at (r*sh - top, q*sw - left), padding counting as -inf."""
+    x = np.random.default_rng(2).standard_normal((2, 3, 9, 10)).astype(np.float32)
+    op = OPS["MaxPool"](kernel, strides, pads, ceil_mode=ceil_mode)
+    got = op.forward([x]).out
+    (kh, kw), (sh, sw), (top, left) = kernel, strides, pads[:2]
+    expected = np.full(got.shape, -np.inf, dtype=np.float32)
+    for r in range(got.shape[2]):
+        for q in range(got.shape[3]):
+            for i in range(kh):
+                for j in range(kw):
+                    row, col = r * sh + i - top, q * sw + j - left
+                    if 0 <= row < 9 and 0 <= col < 10:
+                        expected[:, :, r, q] = np.maximum(expected[:, :, r, q], x[:, :, row, col])
+    np.testing.assert_array_equal(got, expected)

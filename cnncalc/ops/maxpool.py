@@ -30,14 +30,15 @@ class MaxPool(_Pool):
     def forward(self, inputs: list[np.ndarray], training: bool = False,
                 rng: np.random.Generator | None = None) -> Forward:
         """Maximum of each window of the padded batch, separably in contiguous passes (see `window_max`)."""
-        xp, pads, out_hw = self._padded(inputs[0])
-        out = window_max(xp, self.kernel_shape, self.strides, out_hw)
-        return Forward(out, cache=(xp, pads))
+        x = inputs[0]
+        _, ho, wo = self.output_shape([tuple(x.shape[1:])])
+        pads = self._full_pads((x.shape[2], x.shape[3]), (ho, wo))
+        return Forward(window_max(x, self.kernel_shape, self.strides, pads, (ho, wo)))
 
     def backward(self, grad_out: np.ndarray, inputs: list[np.ndarray],
                  fwd: Forward) -> list[np.ndarray | None]:
         """Each window's gradient goes to its first maximum, as onnxruntime and PyTorch route it."""
-        xp, pads = fwd.cache
+        xp, pads, _ = self._padded(inputs[0])  # the forward reads the batch unpadded; backward pads it once
         grad_xp = np.zeros(xp.shape, dtype=grad_out.dtype)
         routed = np.zeros(grad_out.shape, dtype=bool)  # windows whose maximum was already found
         for rows, cols in self._slices(grad_out.shape[2:]):
