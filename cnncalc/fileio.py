@@ -1,4 +1,5 @@
-"""Writing files so that a failure never leaves a half-written file, or a half-written set of files, behind."""
+"""Files: writing so that a failure never leaves a half-written file (or set of files) behind, and
+telling NumPy's .npy and .npz files apart by their first bytes, whatever their names."""
 
 from __future__ import annotations
 
@@ -73,3 +74,30 @@ def write_all_atomic(files: Mapping[Path, bytes | str], *, force: bool = True,
 
 def _folder(target: Path) -> Path:
     return target.parent if str(target.parent) else Path(".")
+
+
+NPY_MAGIC = b"\x93NUMPY"  # the first bytes of every .npy file (NumPy's format description)
+ZIP_MAGIC = b"PK\x03\x04"  # a .npz is a zip archive of .npy files
+
+
+def numpy_file_kind(path: Path) -> str | None:
+    """"npy" or "npz" by the file's first bytes, or None when it is neither (or cannot be read)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(NPY_MAGIC))
+    except OSError:
+        return None
+    if head.startswith(NPY_MAGIC):
+        return "npy"
+    if head.startswith(ZIP_MAGIC):
+        return "npz"
+    return None
+
+
+def numpy_load_problem(error: Exception) -> str:
+    """NumPy's reason for refusing a file, reworded where it misleads (it blames pickling for any odd bytes)."""
+    text = str(error)
+    if "pickled" in text or "Python objects" in text or "Object arrays" in text:
+        return "it holds Python objects (dtype object), not numbers"
+    return text
+

@@ -26,6 +26,7 @@ import numpy as np
 
 from .analysis import peak_activation_bytes
 from .errors import CnnCalcError, RuntimeInputError, UnsupportedOpError
+from .fileio import numpy_file_kind, numpy_load_problem
 from .ir import Graph, Node, show_shape
 from .ops.base import Forward, Op, Shape, numel
 from .weights import Weights, init_weights
@@ -379,16 +380,20 @@ def random_input(runtime: Runtime, batch: int, seed: int = 0) -> np.ndarray:
 def read_input(path: str | Path, runtime: Runtime) -> np.ndarray:
     """An input batch from a .npy file; shape, dtype and memory are checked on the mapped header before reading."""
     where = Path(path)
+    if not where.is_file():
+        raise RuntimeInputError(f"input file {where} does not exist",
+                                hint="give an existing .npy file, or leave out --input for a random batch")
+    kind = numpy_file_kind(where)
+    if kind == "npz":
+        raise RuntimeInputError(f"{where} holds several arrays (.npz), not one", hint="give a .npy file")
+    if kind is None:
+        raise RuntimeInputError(f"{where} is not a .npy file: it does not start with NumPy's .npy header",
+                                hint="save the input with np.save('x.npy', x)")
     try:
         mapped = np.load(where, mmap_mode="r", allow_pickle=False)  # maps the file: nothing is read yet
-    except FileNotFoundError:
-        raise RuntimeInputError(f"input file {where} does not exist",
-                                hint="give an existing .npy file, or leave out --input for a random batch") from None
     except (OSError, ValueError, EOFError) as error:
-        raise RuntimeInputError(f"cannot read {where} as a .npy array: {error}",
+        raise RuntimeInputError(f"cannot read {where} as a .npy array: {numpy_load_problem(error)}",
                                 hint="save the input with np.save('x.npy', x)") from None
-    if not isinstance(mapped, np.ndarray):
-        raise RuntimeInputError(f"{where} holds several arrays (.npz), not one", hint="give a .npy file")
     try:
         runtime.check_input(mapped)
         runtime.check_memory(mapped.shape[0])

@@ -22,6 +22,7 @@ import numpy as np
 
 from .analysis import OPTIMIZER_SLOTS
 from .errors import CnnCalcError, RuntimeInputError
+from .fileio import numpy_file_kind, numpy_load_problem
 from .ir import Graph, show_shape
 from .ops.base import Shape, numel
 from .weights import Weights
@@ -344,12 +345,21 @@ def npz_data(path: Path, input_shape: Shape, seed: int = 0, val_fraction: float 
     """User data: arrays x (NHWC, or NCHW) and y (integer labels); x_val and y_val, if present, validate."""
     if not path.is_file():
         raise CnnCalcError(f"data file {path} does not exist", hint="give a .npz file with arrays x and y")
+    kind = numpy_file_kind(path)
+    if kind != "npz":
+        what = "a single array (.npy)" if kind == "npy" else "not a .npz file (a zip archive of arrays)"
+        raise RuntimeInputError(f"{path} is {what}; training data is a .npz with arrays x and y",
+                                hint="save it with numpy.savez(path, x=images, y=labels)")
     try:
         with np.load(path, allow_pickle=False) as arrays:
             found = {key: arrays[key] for key in arrays.files}
-    except (OSError, ValueError) as error:
-        raise RuntimeInputError(f"cannot read {path} as a .npz file: {error}",
+    except (OSError, ValueError, EOFError) as error:
+        raise RuntimeInputError(f"cannot read {path} as a .npz file: {numpy_load_problem(error)}",
                                 hint="save it with numpy.savez(path, x=images, y=labels)") from None
+    odd = [key for key, value in found.items() if not isinstance(value, np.ndarray)]  # NumPy hands over raw bytes
+    if odd:
+        raise RuntimeInputError(f"cannot read {path} as a .npz file: its member {odd[0]!r} is not a .npy array",
+                                hint="save it with numpy.savez(path, x=images, y=labels)")
     for key in ("x", "y"):
         if key not in found:
             raise RuntimeInputError(f"{path} has no array {key!r} (it has {', '.join(found) or 'none'})",

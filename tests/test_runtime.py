@@ -442,7 +442,33 @@ def test_cli_run_missing_and_unreadable_input(tmp_path: Path) -> None:
     assert missing.exit_code == 1 and "does not exist" in missing.output
     (tmp_path / "bad.npy").write_text("not an array")
     unreadable = cli(CHAIN, "--input", str(tmp_path / "bad.npy"))
-    assert unreadable.exit_code == 1 and "cannot read" in unreadable.output
+    assert unreadable.exit_code == 1 and "not a .npy file" in unreadable.output
+    assert "pickled" not in unreadable.output  # NumPy's own message blames pickling for any odd bytes
+
+
+def _object_array(handle) -> None:
+    np.save(handle, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+
+
+def _npz_archive(handle) -> None:
+    np.savez(handle, x=np.zeros((1, 3, 8, 8), np.float32))
+
+
+def _cut_off_header(handle) -> None:
+    handle.write(b"\x93NUMPY\x01\x00" + b"{'descr'")  # the magic, then a header that stops short
+
+
+@pytest.mark.parametrize(("write", "message"), [
+    (_object_array, "Python objects"),
+    (_npz_archive, "several arrays (.npz)"),
+    (_cut_off_header, "cannot read"),
+])
+def test_cli_run_input_that_is_not_a_plain_array(tmp_path: Path, write, message: str) -> None:
+    path = tmp_path / "x.npy"
+    with open(path, "wb") as handle:  # through a handle: np.savez would add .npz to a path
+        write(handle)
+    result = cli(CHAIN, "--input", str(path))
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
 
 
 def test_single_window_pool_leaves_its_input_alone() -> None:

@@ -7,6 +7,7 @@ import math
 import os
 import signal
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -208,6 +209,20 @@ def test_bad_npz_files_are_clear_errors(tmp_path, arrays, words):
     with pytest.raises(CnnCalcError) as info:
         tr.load_data(str(tmp_path / "bad.npz"), parse(SMALL))
     assert words in info.value.render()
+
+
+def test_data_files_that_are_not_npz_archives_are_clear_errors(tmp_path):
+    np.save(tmp_path / "single.npy", np.zeros((4, 6, 6, 2)))
+    (tmp_path / "text.npz").write_text("x,y\n1,2\n")
+    with zipfile.ZipFile(tmp_path / "raw.npz", "w") as archive:  # a zip whose members are not .npy arrays
+        archive.writestr("x.npy", b"raw bytes")
+        archive.writestr("y.npy", b"raw bytes")
+    np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}] * 4, dtype=object), y=np.zeros(4, int))
+    for name, words in [("single.npy", "a single array (.npy)"), ("text.npz", "not a .npz file"),
+                        ("raw.npz", "member 'x' is not a .npy array"), ("objects.npz", "Python objects")]:
+        with pytest.raises(CnnCalcError) as info:
+            tr.load_data(str(tmp_path / name), parse(SMALL))
+        assert words in info.value.render(), name
 
 
 def test_data_of_the_wrong_shape_names_both_shapes():
