@@ -475,6 +475,8 @@ class _Importer:
             raise UnsupportedOpError(f"{node.op_type} with {len(activations)} activation inputs is not supported")
         in_shapes = [self.shapes[self.tensors[value]] for value in activations]
         weight_shapes = [self.consts[value].shape for value in weights]
+        if node.op_type in ("Softmax", "LogSoftmax") and self.opset < 13:
+            attrs = _softmax_before_opset_13(node.op_type, attrs, in_shapes[0], self.opset)
         op = op_cls.from_onnx(attrs, in_shapes, weight_shapes)
         self._add(name, op, [self.tensors[value] for value in activations], node.output[0], weights)
 
@@ -809,6 +811,24 @@ def _check_names(graph: onnx.GraphProto, label: str) -> None:
         names += [entry.key for entry in tensor.external_data] + [entry.value for entry in tensor.external_data]
     if any(not isinstance(name, str) for name in names):
         raise OnnxFileError(f"{label} has names that are not valid UTF-8 text", hint="the file is damaged")
+
+
+def _softmax_before_opset_13(op_type: str, attrs: dict[str, Any], in_shape: Shape, opset: int) -> dict[str, Any]:
+    """Old Softmax as today's: before opset 13 it flattened the input to 2-D at `axis` (default 1).
+
+    Each row of that 2-D view was normalized, so on NCHW input with axis 1 it normalized over C x H x W
+    together; that is today's channel Softmax only when nothing but the channels follows the axis.
+    """
+    rank = len(in_shape) + 1  # with the batch axis
+    axis = int(attrs.get("axis", 1))
+    axis = axis + rank if axis < 0 else axis
+    if axis != 1 or numel(in_shape) != in_shape[0]:
+        grouped = " x ".join(str(d) for d in in_shape) if axis == 1 else f"the axes from {axis} on"
+        raise UnsupportedOpError(  # the unsupported-op list keeps only the message: the remedy goes in it
+            f"{op_type} in opset {opset} normalizes over {grouped} together (the input flattened from axis {axis}), "
+            f"not over channels as cnncalc's does; export with opset 13 or later",
+            hint="export with opset 13 or later, or flatten the tensor before the softmax")
+    return {**attrs, "axis": 1}
 
 
 def _default_opset(model: onnx.ModelProto) -> int:

@@ -26,6 +26,7 @@ from cnncalc.analysis import analyze
 from cnncalc.cli import app
 from cnncalc.errors import CnnCalcError, OnnxFileError, UnsupportedOpError
 from cnncalc.render import render
+from cnncalc.runtime import Runtime
 
 DATA = Path(__file__).resolve().parent / "data"
 _spec = importlib.util.spec_from_file_location("make_models", DATA / "make_models.py")
@@ -199,10 +200,33 @@ def test_concat_logsoftmax_dropout_with_mask():
                          helper.make_node("Conv", ["x", "w2"], ["b"], pads=[1, 1, 1, 1]),
                          helper.make_node("Concat", ["a", "b"], ["c"], axis=1),
                          helper.make_node("Dropout", ["c"], ["d", "mask"], ratio=0.25),
-                         helper.make_node("LogSoftmax", ["d"], ["y"], axis=1)],
+                         helper.make_node("GlobalAveragePool", ["d"], ["p"]),
+                         helper.make_node("LogSoftmax", ["p"], ["y"], axis=1)],
                         [const("w1", np.ones((2, 4, 1, 1))), const("w2", np.ones((3, 4, 3, 3)))], opset=11)
     graph = imported(model)
-    assert onnx_io.to_spec(graph) == "6x6x4|cat[1x1x4x2(b=0) ; 3x3x4x3(p=1,b=0)]|DO(0.25)|LogSoftmax"
+    assert onnx_io.to_spec(graph) == "6x6x4|cat[1x1x4x2(b=0) ; 3x3x4x3(p=1,b=0)]|DO(0.25)|GAP|LogSoftmax"
+
+
+@pytest.mark.parametrize("op_type", ["Softmax", "LogSoftmax"])
+def test_softmax_before_opset_13_over_an_image_is_unsupported(op_type):
+    # opsets 1-12 flatten the input at axis 1 and normalize over C x H x W together, not per pixel
+    model = small_model([helper.make_node(op_type, ["x"], ["y"])], opset=12)
+    with pytest.raises(UnsupportedOpError) as caught:
+        imported(model)
+    assert "4 x 6 x 6 together" in caught.value.render() and "opset 13" in caught.value.render()
+
+
+def test_softmax_before_opset_13_over_features_is_the_usual_softmax():
+    # no axis attribute: the old default is 1, which on (N, F) is the feature axis, as today's Softmax
+    model = small_model([helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Softmax", ["f"], ["y"])],
+                        opset=12)
+    graph = imported(model)
+    assert [node.op.op_type for node in graph.nodes] == ["Flatten", "Softmax"]
+    x = np.random.default_rng(0).standard_normal((2, 4, 6, 6)).astype(np.float32)
+    flat = x.reshape(2, -1)
+    expected = np.exp(flat - flat.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)  # softmax over the 144 features, by its definition
+    np.testing.assert_allclose(Runtime.from_graph(graph).run(x).output, expected, rtol=1e-5)
 
 
 def test_concat_of_mismatched_branches_is_a_clean_error():
