@@ -275,8 +275,9 @@ def _roofline(axes: Axes, reports: Sequence[NetworkReport], profile: Profile) ->
     xs = np.geomspace(low, high, 200)
     axes.plot(xs, np.minimum(peak, xs * bandwidth), color="black", linewidth=1.5, label="roofline (peak)")
     axes.axvline(ridge, color="black", linestyle=":", linewidth=1)
-    axes.annotate(f"ridge point\n{ridge:.3g} FLOP/B", (ridge, 0.03), xycoords=("data", "axes fraction"),
-                  textcoords="offset points", xytext=(-4, 0), fontsize=8, ha="right")
+    # above the sloped roof, left of the ridge: no layer can sit there (none beats the memory roof)
+    axes.annotate(f"ridge point\n{ridge:.3g} FLOP/B", (ridge, peak), textcoords="offset points", xytext=(-6, 6),
+                  fontsize=8, ha="right", va="bottom")
     for bound, colour in BOUND_COLOURS.items():
         for v in range(len(reports)):
             chosen = [p for p in points if p[2] == bound and p[4] == v]
