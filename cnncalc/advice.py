@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 #: FC layers holding more than this share of all params get a warning
 FC_PARAM_SHARE = 0.5
+#: an input with more channels than this is a feature map: the chain is a fragment of a network
+IMAGE_CHANNELS = 4
 #: kernel classes that do no spatial mixing and keep one input (looked through when walking a chain)
 PASS_THROUGH = ("elementwise", "reshape")
 #: a 3x3 conv gets the bottleneck hint when both its channel counts are at least this (the notes: 256 -> 512)
@@ -170,8 +172,15 @@ def _convs_needed(missing: int, jump: int, kernel: int = 3) -> int:
 
 
 def receptive_field_vs_input(report: NetworkReport) -> list[Advice]:
-    """A final field smaller than the input cannot see a whole object that fills the image."""
+    """A final field smaller than the input cannot see a whole object that fills the image.
+
+    Only for an image input (at most IMAGE_CHANNELS channels): a chain that starts from a feature
+    map is a fragment of a network (the notes' `224x224x32|3x3x32x64...`), whose field in pixels
+    of the real image the fragment cannot know.
+    """
     rf = report.totals.receptive_field
+    if len(report.input) < 3 or report.input[2] > IMAGE_CHANNELS:
+        return []
     height, width = report.input[0], report.input[1]
     if rf.size[0] >= height and rf.size[1] >= width:
         return []
@@ -667,8 +676,6 @@ def _batch_advice(report: NetworkReport, name: str, cost: NetworkCost) -> Advice
     hint = None
     if problems:
         hint = "; ".join(problems) + ": lower the batch, use --dtype float16, or downsample earlier"
-    elif infer > report.batch:
-        hint = f"fill the device: batch {infer:,} fits for inference, {train:,} for training"
     return _make(
         "batch", "warning" if problems else "info", message, hint=hint, profile=name, usable_bytes=usable,
         max_batch_inference=infer, max_batch_training=train, weight_bytes=totals.weight_bytes,

@@ -51,6 +51,13 @@ def test_receptive_field_covering_the_input_is_quiet():
     assert "receptive-field" not in codes("7x7x3|3x3x3x8(p=1)|3x3x8x8(p=1)|3x3x8x8(p=1)")
 
 
+def test_fragment_from_a_feature_map_gets_no_receptive_field_warning():
+    # the notes' fragment starts from a 32-channel tensor: its 3x3 field is not in pixels of any image
+    assert "receptive-field" not in codes("224x224x32|3x3x32x64(p=1)|224x224x64|MP|112x112x64")
+    # the same layers from a 4-channel (RGBA) image do get it: the field is 4x4 of 224x224
+    assert "receptive-field" in codes("224x224x4|3x3x4x64(p=1)|MP")
+
+
 # ---- --object-size ----------------------------------------------------------------------------
 VGG_LIKE = "64x64x3|3x3x3x8(p=1)|3x3x8x8(p=1)|MP|3x3x8x8(p=1)|3x3x8x8(p=1)|MP"
 
@@ -206,6 +213,7 @@ def test_largest_batch_and_what_limits_it():
     # floor((1,048,576 - 7,008) / 65,536) = floor(15.89) = 15
     assert (item.numbers["fixed_training_bytes"], item.numbers["max_batch_training"]) == (7_008, 15)
     assert item.level == "info" and "largest batch 15 for inference" in item.message
+    assert item.hint is None  # the message says it all; a hint would repeat the batch sizes
     # 15 * 65,536 / 1,048,576 = 93.75% -> "94%"
     assert "activations fill 94%" in item.message
 
