@@ -1,21 +1,9 @@
-"""ONNX in and out: a Graph becomes a runnable ONNX model, and ONNX files become Graphs.
-
-Both directions ask the ops. Export writes one node per IR node, of type `op.op_type` with
-`op.onnx_attributes()`, whose inputs are the activations and then one initializer per
-`op.weights()` entry, named f"{node}.{weight}". Import builds each node with
-`OPS[op_type].from_onnx`. Only graph-level patterns live here: Constant nodes and the shape
-arithmetic that feeds Reshape, constant operands such as Clip's bounds, MatMul+Add read as
-Gemm, Reshape and Squeeze used as flatten, and Identity as a pass-through.
-
-ONNX files are untrusted: their size is checked before parsing, every parse failure becomes
-an OnnxFileError naming the file, external data may not leave the model's folder, and
-absurd dimensions are refused before anything is allocated.
-"""
+"""ONNX -> Graph: each node built by its op class, graph-level patterns (constants, shape
+arithmetic, MatMul+Add, Reshape/Squeeze as flatten) folded here; the file treated as untrusted."""
 
 from __future__ import annotations
 
 import heapq
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -25,154 +13,16 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from . import __version__
-from .errors import CnnCalcError, OnnxFileError, UnsupportedOpError
-from .ir import Graph, Node, show_shape
-from .ops import OPS
-from .ops.base import Op, Shape, WeightSpec, numel, onnx_float
-from .ops.unsupported import Unsupported
-from .weights import Weights, init_weights
-
-DEFAULT_OPSET = 17
-MIN_OPSET = 13  # Softmax over one axis, Clip bounds and Dropout ratio as inputs: the semantics the ops assume
-MAX_OPSET = onnx.defs.onnx_opset_version()  # the newest the installed onnx package knows
-BATCH_PARAM = "batch"  # name of the symbolic batch dimension in exported models
-MAX_FILE_BYTES = 2**31 - 1  # protobuf cannot hold a larger message
-MAX_DIM = 10**6  # largest single dimension accepted from a file
-MAX_ELEMENTS = 2**40  # largest tensor accepted from a file or computed from one
-SPEC_KEY = "cnncalc.spec"  # metadata key holding the spec text
-
-_ELEM_TYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16,
-               "float64": TensorProto.DOUBLE, "int8": TensorProto.FLOAT}  # int8 sizes memory only: stored as float32
-_DTYPES = {TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16", TensorProto.DOUBLE: "float64"}
+from ..errors import CnnCalcError, OnnxFileError, UnsupportedOpError
+from ..ir import Graph, Node, show_shape
+from ..ops import OPS
+from ..ops.base import Op, Shape, WeightSpec, numel, onnx_float
+from ..ops.unsupported import Unsupported
+from ..weights import Weights
+from .constants import DEFAULT_OPSET, DTYPES, ELEM_TYPES, MAX_DIM, MAX_ELEMENTS, MAX_FILE_BYTES, MAX_OPSET
+from .export import contiguous, spec_or_empty
 
 
-# ==== export ===================================================================================
-def check_opset(opset: int) -> int:
-    """The opset, or a clear error when it is outside the range cnncalc writes."""
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise CnnCalcError(f"opset {opset} is outside the range cnncalc exports ({MIN_OPSET} to {MAX_OPSET})",
-                           hint=f"use --opset {DEFAULT_OPSET} (the default)")
-    return opset
-
-
-def to_onnx(graph: Graph, weights: Weights | None = None, *, seed: int = 0, opset: int = DEFAULT_OPSET,
-            batch: int | None = None, dynamic_batch: bool = True) -> onnx.ModelProto:
-    """The graph as an ONNX model with real weights (He init from `seed` unless given), ready to run or train.
-
-    The batch dimension is fixed to `batch` when given, else symbolic ("batch") with `dynamic_batch`,
-    else the graph's own batch.
-    """
-    check_opset(opset)
-    if graph.unsupported:
-        raise UnsupportedOpError(f"cannot export {graph.name}: it has ops cnncalc does not know "
-                                 f"({', '.join(graph.unsupported)})", hint="export the original model instead")
-    if batch is not None and not 1 <= batch <= MAX_DIM:
-        raise CnnCalcError(f"batch {batch} is outside 1 to {MAX_DIM}", hint="use --batch 1 or --dynamic-batch")
-    seeded = weights is None
-    if weights is None:
-        weights = init_weights(graph, seed)
-    elem = _ELEM_TYPES[graph.dtype]
-    np_dtype = helper.tensor_dtype_to_np_dtype(elem)
-    batch_dim: int | str = batch if batch is not None else (BATCH_PARAM if dynamic_batch else graph.batch)
-    nodes, initializers = [], []
-    for node in graph.nodes:
-        specs = node.op.weights([graph.shapes[name] for name in node.inputs])
-        arrays = _node_arrays(node, specs, weights, np_dtype)
-        names = [f"{node.name}.{spec.name}" for spec in specs]
-        initializers += [_tensor(array, name) for array, name in zip(arrays, names, strict=True)]
-        attributes = {key: value for key, value in node.op.onnx_attributes().items() if value is not None}
-        nodes.append(helper.make_node(node.op.op_type, [*node.inputs, *names], [node.name], name=node.name,
-                                      doc_string=node.label or node.op.describe(), **attributes))
-    inputs = [helper.make_tensor_value_info(graph.input_name, elem, [batch_dim, *graph.input_shape])]
-    outputs = [helper.make_tensor_value_info(graph.output, elem, [batch_dim, *graph.shapes[graph.output]])]
-    body = helper.make_graph(nodes, graph.name, inputs, outputs, initializers, doc_string=graph.description)
-    model = helper.make_model(body, opset_imports=[helper.make_opsetid("", opset)], producer_name="cnncalc",
-                              producer_version=__version__)
-    model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
-    text = graph.text or _spec_or_empty(graph)
-    model.doc_string = text
-    trainable = sum(numel(spec.shape) for node in graph.nodes
-                    for spec in node.op.weights([graph.shapes[n] for n in node.inputs]) if spec.trainable)
-    props = {SPEC_KEY: text, "cnncalc.name": graph.name, "cnncalc.dtype": graph.dtype, "cnncalc.params": str(trainable)}
-    if seeded:
-        props["cnncalc.seed"] = str(seed)
-    helper.set_model_props(model, props)
-    return model
-
-
-def _node_arrays(node: Node, specs: list[WeightSpec], weights: Weights, np_dtype: Any) -> list[np.ndarray]:
-    """The node's weight arrays in WeightSpec order, checked against the shapes the op asks for."""
-    arrays = weights.get(node.name, [])
-    if len(arrays) != len(specs):
-        raise CnnCalcError(f"layer {node.name} needs {len(specs)} weight arrays "
-                           f"({', '.join(s.name for s in specs) or 'none'}) but {len(arrays)} were given")
-    checked = []
-    for spec, array in zip(specs, arrays, strict=True):
-        array = np.asarray(array)
-        if tuple(array.shape) != tuple(spec.shape):
-            raise CnnCalcError(f"weight {node.name}.{spec.name} has shape {list(array.shape)}, "
-                               f"the layer needs {list(spec.shape)}")
-        checked.append(_contiguous(array, np_dtype))
-    return checked
-
-
-def _tensor(array: np.ndarray, name: str) -> TensorProto:
-    """An initializer holding the array's bytes (little-endian raw data, as ONNX stores them)."""
-    tensor = TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(array.dtype), dims=array.shape)
-    tensor.raw_data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
-    return tensor
-
-
-def _contiguous(array: np.ndarray, np_dtype: Any) -> np.ndarray:
-    """The array in C order and the model's dtype, copied only when needed (scalars stay 0-D)."""
-    if array.ndim == 0:
-        return np.array(array, dtype=np_dtype)
-    return np.ascontiguousarray(array, dtype=np_dtype)
-
-
-def _spec_or_empty(graph: Graph) -> str:
-    """The graph's spec text for the doc string, or nothing when it cannot be written as a spec."""
-    try:
-        return to_spec(graph)
-    except CnnCalcError:
-        return ""
-
-
-def save_model(model: onnx.ModelProto, path: str | Path, *, force: bool = False) -> None:
-    """Write the model atomically (temp file beside it, then rename); never overwrite without force."""
-    from .fileio import write_atomic
-
-    try:
-        data = model.SerializeToString()
-    except ValueError as error:  # protobuf refuses messages over 2 GB
-        raise CnnCalcError(f"cannot write {path}: the model is too large for one ONNX file ({error})") from None
-    write_atomic(path, data, force=force)
-
-
-def export_targets(output: str | Path | None, names: list[str], *, force: bool = False) -> list[Path]:
-    """Where each network goes: `output` (default <name>.onnx) for one, <stem>-<name>.onnx for several.
-
-    Every target is checked before anything is written, so a refusal leaves no partial set of files.
-    """
-    safe = [re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "network" for name in names]
-    if output is None:
-        targets = [Path(f"{name}.onnx") for name in safe]
-    elif len(names) == 1:
-        targets = [Path(output)]
-    else:
-        base = Path(output)
-        targets = [base.with_name(f"{base.stem}-{name}{base.suffix or '.onnx'}") for name in safe]
-    if len(set(targets)) != len(targets):
-        raise CnnCalcError("two networks would be written to the same file", hint="give the variants distinct names")
-    existing = [str(target) for target in targets if target.exists()]
-    if existing and not force:
-        raise CnnCalcError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}",
-                           hint="pass --force to overwrite, or choose another --output")
-    return targets
-
-
-# ==== import ===================================================================================
 @dataclass
 class ImportedModel:
     """An ONNX model read into the IR, with its weights (node name -> arrays in the op's WeightSpec order)."""
@@ -316,7 +166,7 @@ class _Importer:
         except CnnCalcError as error:
             raise OnnxFileError(f"{self.label}: {error.message}", hint=error.hint) from None
         # the equivalent spec chain, so that JSON and Markdown reports of an imported model show it too
-        text = _spec_or_empty(graph)
+        text = spec_or_empty(graph)
         return replace(graph, text=text) if text else graph
 
     # ---- file-level checks ---------------------------------------------------------------------
@@ -366,12 +216,12 @@ class _Importer:
         if not value.type.HasField("tensor_type") or not tensor_type.HasField("shape"):
             raise OnnxFileError(f"{self.label}: input {value.name!r} has no tensor shape",
                                 hint="export the model with a fixed input shape, e.g. 1x3x224x224")
-        if tensor_type.elem_type not in _DTYPES:
+        if tensor_type.elem_type not in DTYPES:
             known = tensor_type.elem_type in TensorProto.DataType.values()
             kind = TensorProto.DataType.Name(tensor_type.elem_type) if known else str(tensor_type.elem_type)
             raise OnnxFileError(f"{self.label}: input {value.name!r} has element type {kind}",
                                 hint="cnncalc reads float32, float16 and float64 models")
-        self.dtype = _DTYPES[tensor_type.elem_type]
+        self.dtype = DTYPES[tensor_type.elem_type]
         dims = list(tensor_type.shape.dim)
         if len(dims) not in (2, 4):
             raise OnnxFileError(f"{self.label}: input {value.name!r} has rank {len(dims)}; cnncalc reads NCHW images "
@@ -499,7 +349,7 @@ class _Importer:
 
     def _weight_arrays(self, name: str, specs: list[WeightSpec], inputs: list[str]) -> list[np.ndarray]:
         """The file's initializers matched to the op's WeightSpecs; constant operands come from the op."""
-        np_dtype = helper.tensor_dtype_to_np_dtype(_ELEM_TYPES[self.dtype])
+        np_dtype = helper.tensor_dtype_to_np_dtype(ELEM_TYPES[self.dtype])
         arrays = []
         for position, spec in enumerate(specs):
             if spec.constant is not None:
@@ -514,7 +364,7 @@ class _Importer:
                 raise OnnxFileError(f"{self.label}: layer {name} weight {spec.name!r} has shape {list(const.shape)}, "
                                     f"the layer needs {list(spec.shape)}", hint="the file is damaged")
             if self.read_weights:
-                arrays.append(_contiguous(self._value(inputs[position]).reshape(spec.shape), np_dtype))
+                arrays.append(contiguous(self._value(inputs[position]).reshape(spec.shape), np_dtype))
         extra = [value for value in inputs[len(specs):] if numel(self.consts[value].shape) > 1]
         if extra:
             raise UnsupportedOpError(f"{len(extra)} more weight inputs than cnncalc's layer has ({extra[0]!r})")
@@ -865,123 +715,3 @@ def _consumers(order: list[tuple[int, onnx.NodeProto]], graph: onnx.GraphProto) 
             if value:
                 readers.setdefault(value, []).append((index, node))
     return readers
-
-
-# ==== IR -> spec text ==============================================================================
-def to_spec(graph: Graph) -> str:
-    """The equivalent spec chain: res[...;...] and cat[...] rebuilt from the DAG, repeats written item*N."""
-    if graph.unsupported:
-        raise CnnCalcError(f"{graph.name} has ops cnncalc does not know ({', '.join(graph.unsupported[:3])}), "
-                           "so it has no spec", hint="only fully supported models can be written as a spec")
-    producers = {node.name: node for node in graph.nodes}
-    dominators = _immediate_dominators(graph)
-    seen: set[str] = set()
-    items = _chain(graph, producers, dominators, graph.input_name, graph.output, seen)
-    extra = [node.name for node in graph.nodes if node.name not in seen]
-    if extra:
-        raise CnnCalcError(f"{graph.name} cannot be written as a spec chain: layers {', '.join(extra[:3])} are not "
-                           "on one series of blocks from input to output",
-                           hint="the spec language writes chains, res[...] and cat[...] blocks")
-    body = _join_items(graph, items)
-    return f"{show_shape(graph.input_shape)}|{body}" if body else show_shape(graph.input_shape)
-
-
-_Item = tuple[str, str, str]  # spec text, tensor it reads, tensor it makes
-
-
-def _immediate_dominators(graph: Graph) -> dict[str, str]:
-    """For each tensor, the nearest tensor every path from the input to it passes through (the fork of a join)."""
-    order = {graph.input_name: 0, **{node.name: index + 1 for index, node in enumerate(graph.nodes)}}
-    idom = {graph.input_name: graph.input_name}
-
-    def meet(a: str, b: str) -> str:
-        while a != b:
-            while order[a] > order[b]:
-                a = idom[a]
-            while order[b] > order[a]:
-                b = idom[b]
-        return a
-
-    for node in graph.nodes:
-        if not node.inputs:
-            raise CnnCalcError(f"layer {node.name} reads no tensor, so it has no place in a spec chain")
-        fork = node.inputs[0]
-        for other in node.inputs[1:]:
-            fork = meet(fork, other)
-        idom[node.name] = fork
-    return idom
-
-
-def _chain(graph: Graph, producers: dict[str, Node], dominators: dict[str, str], start: str, end: str,
-           seen: set[str]) -> list[_Item]:
-    """The items that compute `end` from `start`, walking back; joins recurse into their branches."""
-    items: list[_Item] = []
-    tensor = end
-    while tensor != start:
-        node = producers.get(tensor)
-        if node is None or node.name in seen:
-            raise CnnCalcError(f"{graph.name} cannot be written as a spec chain: branches share layer {tensor}",
-                               hint="the spec language writes chains, res[...] and cat[...] blocks")
-        seen.add(node.name)
-        if len(node.inputs) == 1:
-            items.append((node.op.describe(), node.inputs[0], node.name))
-            tensor = node.inputs[0]
-            continue
-        fork = dominators[node.name]
-        branches = [_join_items(graph, _chain(graph, producers, dominators, fork, value, seen))
-                    for value in node.inputs]
-        items.append((_join_text(graph, node, branches), fork, node.name))
-        tensor = fork
-    items.reverse()
-    return items
-
-
-def _join_text(graph: Graph, node: Node, branches: list[str]) -> str:
-    """A join written with the spec grammar's block word; an empty branch is the identity."""
-    word = node.op.spec_join
-    if not word:
-        raise CnnCalcError(f"layer {node.name} ({node.op.op_type}) joins {len(branches)} branches, "
-                           "which the spec language cannot write", hint="only Add (res) and Concat (cat) join")
-    if word == "res":
-        filled = [branch for branch in branches if branch]
-        if len(filled) == 1:
-            return f"res[{filled[0]}]"
-        return f"res[{' ; '.join(branch or 'ID' for branch in branches)}]"
-    return f"{word}[{' ; '.join(branch or 'ID' for branch in branches)}]"
-
-
-def _join_items(graph: Graph, items: list[_Item]) -> str:
-    """Items joined with `|`, runs of an identical shape-preserving item (or group) written once with *N."""
-    parts: list[str] = []
-    index = 0
-    while index < len(items):
-        period, count = _best_run(graph, items, index)
-        # a run that still fits one item later reads better: res[...]|ReLU repeated, not ReLU|res[...]
-        if count > 1 and _best_run(graph, items, index + 1, period) == (period, count):
-            period, count = 1, 1
-        unit_text = "|".join(text for text, _, _ in items[index:index + period])
-        if count == 1:
-            parts.append(unit_text)
-        else:
-            parts.append(f"{unit_text}*{count}" if period == 1 else f"[{unit_text}]*{count}")
-        index += period * count
-    return "|".join(parts)
-
-
-def _best_run(graph: Graph, items: list[_Item], index: int, only: int | None = None) -> tuple[int, int]:
-    """(period, count) of the longest run of a repeated unit starting at `index` whose output shape is its input's."""
-    best_period, best_count = 1, 1
-    periods = [only] if only else range(1, (len(items) - index) // 2 + 1)
-    for period in periods:
-        unit = [text for text, _, _ in items[index:index + period]]
-        if len(unit) < period or graph.shapes[items[index][1]] != graph.shapes[items[index + period - 1][2]]:
-            continue
-        count = 1
-        while [text for text, _, _ in items[index + count * period:index + (count + 1) * period]] == unit:
-            count += 1
-        if count > 1 and period * count > best_period * best_count:
-            best_period, best_count = period, count
-    return best_period, best_count
-
-
-__all__ = ["DEFAULT_OPSET", "ImportedModel", "import_onnx", "load_model", "save_model", "to_onnx", "to_spec"]

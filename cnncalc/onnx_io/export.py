@@ -1,0 +1,143 @@
+"""Graph -> ONNX: one node per IR node, asked of its op; initializers from the weights; saving files."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from .. import __version__
+from ..errors import CnnCalcError, UnsupportedOpError
+from ..ir import Graph, Node
+from ..ops.base import WeightSpec, numel
+from ..weights import Weights, init_weights
+from .constants import BATCH_PARAM, DEFAULT_OPSET, ELEM_TYPES, MAX_DIM, MAX_OPSET, MIN_OPSET, SPEC_KEY
+from .spec_text import to_spec
+
+
+def check_opset(opset: int) -> int:
+    """The opset, or a clear error when it is outside the range cnncalc writes."""
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise CnnCalcError(f"opset {opset} is outside the range cnncalc exports ({MIN_OPSET} to {MAX_OPSET})",
+                           hint=f"use --opset {DEFAULT_OPSET} (the default)")
+    return opset
+
+
+def to_onnx(graph: Graph, weights: Weights | None = None, *, seed: int = 0, opset: int = DEFAULT_OPSET,
+            batch: int | None = None, dynamic_batch: bool = True) -> onnx.ModelProto:
+    """The graph as an ONNX model with real weights (He init from `seed` unless given), ready to run or train.
+
+    The batch dimension is fixed to `batch` when given, else symbolic ("batch") with `dynamic_batch`,
+    else the graph's own batch.
+    """
+    check_opset(opset)
+    if graph.unsupported:
+        raise UnsupportedOpError(f"cannot export {graph.name}: it has ops cnncalc does not know "
+                                 f"({', '.join(graph.unsupported)})", hint="export the original model instead")
+    if batch is not None and not 1 <= batch <= MAX_DIM:
+        raise CnnCalcError(f"batch {batch} is outside 1 to {MAX_DIM}", hint="use --batch 1 or --dynamic-batch")
+    seeded = weights is None
+    if weights is None:
+        weights = init_weights(graph, seed)
+    elem = ELEM_TYPES[graph.dtype]
+    np_dtype = helper.tensor_dtype_to_np_dtype(elem)
+    batch_dim: int | str = batch if batch is not None else (BATCH_PARAM if dynamic_batch else graph.batch)
+    nodes, initializers = [], []
+    for node in graph.nodes:
+        specs = node.op.weights([graph.shapes[name] for name in node.inputs])
+        arrays = _node_arrays(node, specs, weights, np_dtype)
+        names = [f"{node.name}.{spec.name}" for spec in specs]
+        initializers += [_tensor(array, name) for array, name in zip(arrays, names, strict=True)]
+        attributes = {key: value for key, value in node.op.onnx_attributes().items() if value is not None}
+        nodes.append(helper.make_node(node.op.op_type, [*node.inputs, *names], [node.name], name=node.name,
+                                      doc_string=node.label or node.op.describe(), **attributes))
+    inputs = [helper.make_tensor_value_info(graph.input_name, elem, [batch_dim, *graph.input_shape])]
+    outputs = [helper.make_tensor_value_info(graph.output, elem, [batch_dim, *graph.shapes[graph.output]])]
+    body = helper.make_graph(nodes, graph.name, inputs, outputs, initializers, doc_string=graph.description)
+    model = helper.make_model(body, opset_imports=[helper.make_opsetid("", opset)], producer_name="cnncalc",
+                              producer_version=__version__)
+    model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
+    text = graph.text or spec_or_empty(graph)
+    model.doc_string = text
+    trainable = sum(numel(spec.shape) for node in graph.nodes
+                    for spec in node.op.weights([graph.shapes[n] for n in node.inputs]) if spec.trainable)
+    props = {SPEC_KEY: text, "cnncalc.name": graph.name, "cnncalc.dtype": graph.dtype, "cnncalc.params": str(trainable)}
+    if seeded:
+        props["cnncalc.seed"] = str(seed)
+    helper.set_model_props(model, props)
+    return model
+
+
+def _node_arrays(node: Node, specs: list[WeightSpec], weights: Weights, np_dtype: Any) -> list[np.ndarray]:
+    """The node's weight arrays in WeightSpec order, checked against the shapes the op asks for."""
+    arrays = weights.get(node.name, [])
+    if len(arrays) != len(specs):
+        raise CnnCalcError(f"layer {node.name} needs {len(specs)} weight arrays "
+                           f"({', '.join(s.name for s in specs) or 'none'}) but {len(arrays)} were given")
+    checked = []
+    for spec, array in zip(specs, arrays, strict=True):
+        array = np.asarray(array)
+        if tuple(array.shape) != tuple(spec.shape):
+            raise CnnCalcError(f"weight {node.name}.{spec.name} has shape {list(array.shape)}, "
+                               f"the layer needs {list(spec.shape)}")
+        checked.append(contiguous(array, np_dtype))
+    return checked
+
+
+def _tensor(array: np.ndarray, name: str) -> TensorProto:
+    """An initializer holding the array's bytes (little-endian raw data, as ONNX stores them)."""
+    tensor = TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(array.dtype), dims=array.shape)
+    tensor.raw_data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+    return tensor
+
+
+def contiguous(array: np.ndarray, np_dtype: Any) -> np.ndarray:
+    """The array in C order and the model's dtype, copied only when needed (scalars stay 0-D)."""
+    if array.ndim == 0:
+        return np.array(array, dtype=np_dtype)
+    return np.ascontiguousarray(array, dtype=np_dtype)
+
+
+def spec_or_empty(graph: Graph) -> str:
+    """The graph's spec text for the doc string, or nothing when it cannot be written as a spec."""
+    try:
+        return to_spec(graph)
+    except CnnCalcError:
+        return ""
+
+
+def save_model(model: onnx.ModelProto, path: str | Path, *, force: bool = False) -> None:
+    """Write the model atomically (temp file beside it, then rename); never overwrite without force."""
+    from ..fileio import write_atomic
+
+    try:
+        data = model.SerializeToString()
+    except ValueError as error:  # protobuf refuses messages over 2 GB
+        raise CnnCalcError(f"cannot write {path}: the model is too large for one ONNX file ({error})") from None
+    write_atomic(path, data, force=force)
+
+
+def export_targets(output: str | Path | None, names: list[str], *, force: bool = False) -> list[Path]:
+    """Where each network goes: `output` (default <name>.onnx) for one, <stem>-<name>.onnx for several.
+
+    Every target is checked before anything is written, so a refusal leaves no partial set of files.
+    """
+    safe = [re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "network" for name in names]
+    if output is None:
+        targets = [Path(f"{name}.onnx") for name in safe]
+    elif len(names) == 1:
+        targets = [Path(output)]
+    else:
+        base = Path(output)
+        targets = [base.with_name(f"{base.stem}-{name}{base.suffix or '.onnx'}") for name in safe]
+    if len(set(targets)) != len(targets):
+        raise CnnCalcError("two networks would be written to the same file", hint="give the variants distinct names")
+    existing = [str(target) for target in targets if target.exists()]
+    if existing and not force:
+        raise CnnCalcError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}",
+                           hint="pass --force to overwrite, or choose another --output")
+    return targets
