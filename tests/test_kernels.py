@@ -78,3 +78,28 @@ def test_max_pool_matches_its_definition(kernel, strides, pads, ceil_mode) -> No
                     if 0 <= row < 9 and 0 <= col < 10:
                         expected[:, :, r, q] = np.maximum(expected[:, :, r, q], x[:, :, row, col])
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("group", [1, 2])
+def test_conv_in_sample_chunks_matches_the_whole_batch(monkeypatch, group) -> None:
+    """Large columns are built a few samples at a time; output, MACs and gradients must not change."""
+    from cnncalc.ops import conv as conv_module
+
+    op = OPS["Conv"]((3, 3), 4, 6, strides=(1, 1), pads=(1, 1, 1, 1), group=group, bias=True)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 4, 7, 7))
+    w = rng.standard_normal((6, 4 // group, 3, 3))
+    b = rng.standard_normal(6)
+    whole = op.forward([x, w, b])
+    grad_out = rng.standard_normal(whole.out.shape)
+    expected_grads = op.backward(grad_out, [x, w, b], whole)
+    # one sample's columns: 4 * 9 * 49 float64 = 14,112 bytes; chunks of 2 samples, then 1 left over
+    monkeypatch.setattr(conv_module, "COLUMNS_CHUNKED_ABOVE", 0)
+    monkeypatch.setattr(conv_module, "COLUMN_CHUNK_BYTES", 2 * 14_112)
+    chunked = op.forward([x, w, b])
+    assert chunked.cache is None  # the chunked path ran (it keeps no columns)
+    np.testing.assert_allclose(chunked.out, whole.out, rtol=1e-12)
+    # N x Cout x Ho*Wo x (Cin/g) * 9, as the analysis counts
+    assert chunked.macs == whole.macs == 5 * 6 * 49 * (4 // group) * 9
+    for got, want in zip(op.backward(grad_out, [x, w, b], chunked), expected_grads, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12)

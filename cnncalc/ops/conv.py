@@ -16,6 +16,11 @@ from ..errors import ShapeError
 from ._windows import add_windows, crop_pads, im2col, phase_planes, window_view
 from .base import Example, Forward, Op, Shape, SpecArgs, WeightSpec, Window, spatial, window_out
 
+#: im2col columns larger than this (about the development machine's last-level cache) are built and
+#: multiplied COLUMN_CHUNK_BYTES at a time (at least one sample) in inference
+COLUMNS_CHUNKED_ABOVE = 32 * 2**20
+COLUMN_CHUNK_BYTES = 8 * 2**20
+
 
 @dataclass(frozen=True)
 class Conv(Op):
@@ -176,18 +181,48 @@ class Conv(Op):
             y, cache, macs = self._depthwise_forward(x, w, (ho, wo))
         else:
             g, og = self.group, self.out_channels // self.group
-            cols, padded_shape = im2col(x, self.kernel_shape, self.strides, self.dilations, self.pads, (ho, wo))
-            cols = cols.reshape(g, -1, n * ho * wo)  # (g, K, N*Ho*Wo), K = Cin/g * kh * kw
-            w_cols = w.reshape(g, og, -1)  # (g, og, K)
-            out = np.matmul(w_cols, cols)  # (g, og, N*Ho*Wo): one BLAS call per group for the whole batch
-            # g matrix products of (og x K) by (K x N*Ho*Wo)
-            macs = cols.shape[0] * w_cols.shape[1] * cols.shape[1] * cols.shape[2]
+            w_cols = w.reshape(g, og, -1)  # (g, og, K), K = Cin/g * kh * kw
+            per_sample = self.in_channels * self.kernel_shape[0] * self.kernel_shape[1] * ho * wo * x.itemsize
+            if training or n == 1 or per_sample * n <= COLUMNS_CHUNKED_ABOVE or self._columns_are_a_view():
+                cols, padded_shape = im2col(x, self.kernel_shape, self.strides, self.dilations, self.pads, (ho, wo))
+                cols = cols.reshape(g, -1, n * ho * wo)  # (g, K, N*Ho*Wo)
+                out = np.matmul(w_cols, cols)  # (g, og, N*Ho*Wo): one BLAS call per group for the whole batch
+                # g matrix products of (og x K) by (K x N*Ho*Wo)
+                macs = cols.shape[0] * w_cols.shape[1] * cols.shape[1] * cols.shape[2]
+                cache = (cols, padded_shape)
+            else:  # columns larger than the cache: a few samples at a time (backward recomputes them)
+                out, macs = self._matmul_by_chunks(x, w_cols, (ho, wo), max(1, COLUMN_CHUNK_BYTES // per_sample))
+                cache = None
             # NCHW indexing over channel-major memory: no copy; the next conv reads it as columns for free
             y = out.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)
-            cache = (cols, padded_shape)
         if self.bias:
             y += inputs[2].reshape(1, -1, 1, 1)  # y is the kernel's own new array
         return Forward(y, cache=cache, macs=macs)
+
+    def _columns_are_a_view(self) -> bool:
+        """A 1x1 stride-1 unpadded conv reads its input as columns without copying (see `im2col`)."""
+        return self.kernel_shape == (1, 1) and self.strides == (1, 1) and not any(self.pads)
+
+    def _matmul_by_chunks(self, x: np.ndarray, w_cols: np.ndarray, out_hw: tuple[int, int],
+                          samples: int) -> tuple[np.ndarray, int]:
+        """im2col and the matmul for `samples` samples at a time, each chunk's product written in place.
+
+        At batch 8 the columns of ResNet's 56x56 layers take 58 MiB, more than the last-level cache, so
+        one copy for the whole batch goes to memory and back; per sample (7 MiB) they stay in cache
+        for the matmul: ResNet-18 at batch 8 ran 8% faster.
+        """
+        n = x.shape[0]
+        g, og, _ = w_cols.shape
+        hw = out_hw[0] * out_hw[1]
+        out = np.empty((g, og, n * hw), dtype=x.dtype)
+        macs = 0
+        for first in range(0, n, samples):
+            last = min(n, first + samples)
+            cols, _ = im2col(x[first:last], self.kernel_shape, self.strides, self.dilations, self.pads, out_hw)
+            cols = cols.reshape(g, -1, (last - first) * hw)
+            np.matmul(w_cols, cols, out=out[:, :, first * hw : last * hw])
+            macs += cols.shape[0] * og * cols.shape[1] * cols.shape[2]
+        return out, macs
 
     def _depthwise_forward(self, x: np.ndarray, w: np.ndarray,
                            out_hw: tuple[int, int]) -> tuple[np.ndarray, Any, int]:
@@ -226,8 +261,13 @@ class Conv(Op):
         if self.in_channels == self.group and self.group > 1:
             grad_x, grad_w = self._depthwise_backward(grad_out, w, fwd.cache[0])
         else:
-            cols, padded_shape = fwd.cache
             n, cout, ho, wo = grad_out.shape
+            if fwd.cache is None:  # the forward ran in chunks and kept no columns: build them once here
+                cols, padded_shape = im2col(inputs[0], self.kernel_shape, self.strides, self.dilations, self.pads,
+                                            (ho, wo))
+            else:
+                cols, padded_shape = fwd.cache
+            cols = cols.reshape(self.group, -1, n * ho * wo)
             g, cin = self.group, self.in_channels
             cg, og = cin // g, cout // g
             kh, kw = self.kernel_shape
@@ -237,7 +277,7 @@ class Conv(Op):
             grad_w = np.matmul(grads, cols.transpose(0, 2, 1)).reshape(w.shape)
             grad_cols = np.matmul(w_cols.transpose(0, 2, 1), grads)  # (g, K, N*Ho*Wo)
             grad_windows = grad_cols.reshape(cin, kh, kw, n, ho, wo).transpose(3, 0, 4, 5, 1, 2)
-            grad_xp = add_windows(grad_windows, padded_shape[2:], self.strides, self.dilations)
+            grad_xp = add_windows(grad_windows, (padded_shape[2], padded_shape[3]), self.strides, self.dilations)
             grad_x = crop_pads(grad_xp, self.pads)
         result: list[np.ndarray | None] = [grad_x, grad_w]
         if self.bias:
