@@ -113,6 +113,25 @@ def test_small_graphs_match_onnxruntime_and_analysis(make) -> None:
     check_against_analysis(graph, result, batch=3, dtype="float32")
 
 
+@pytest.mark.parametrize("make", [residual_graph, branchy_graph])
+def test_convs_in_sample_chunks_still_match_onnxruntime_and_analysis(make, monkeypatch) -> None:
+    # force every conv with columns onto the chunked path (one sample per chunk), as ResNet's big layers at batch 8
+    from cnncalc.ops import conv as conv_module
+
+    graph = make()
+    weights = init_weights(graph, seed=3)
+    x = np.random.default_rng(0).standard_normal((3, *graph.input_shape)).astype(np.float32)
+    whole = Runtime(graph, weights).run(x, record=True)
+    monkeypatch.setattr(conv_module, "COLUMNS_CHUNKED_ABOVE", 0)
+    monkeypatch.setattr(conv_module, "COLUMN_CHUNK_BYTES", 1)
+    result = Runtime(graph, weights).run(x, record=True)
+    assert relative_error(result.output, onnxruntime_output(graph, weights, x)) < RTOL
+    check_against_analysis(graph, result, batch=3, dtype="float32")
+    # the chunked convs kept no columns: proof that the chunked path ran
+    kept = {r.name: r.cache_bytes for r in whole.records if r.op_type == "Conv"}
+    assert any(kept[r.name] > 0 and r.cache_bytes == 0 for r in result.records if r.op_type == "Conv")
+
+
 def test_peak_by_hand_for_the_residual_graph() -> None:
     # batch 2, float32 (4 bytes). Sizes per sample: input 3*8*8 = 192, c1/bn1/r1 4*8*8 = 256,
     # c2/short/sum/r2/mp 4*4*4 = 64, gap 4, flat 4, fc 5.
