@@ -160,11 +160,15 @@ class _Pool(Op):
         over_w = max(0, (out_hw[1] - 1) * self.strides[1] + self.kernel_shape[1] - (in_hw[1] + left + right))
         return (top, left, bottom + over_h, right + over_w)
 
+    def _geometry(self, x: np.ndarray) -> tuple[Pads, tuple[int, int]]:
+        """The pads a batch needs (ceil_mode overhang included) and the output's Ho, Wo."""
+        _, ho, wo = self.output_shape([tuple(x.shape[1:])])
+        return self._full_pads((x.shape[2], x.shape[3]), (ho, wo)), (ho, wo)
+
     def _padded(self, x: np.ndarray) -> tuple[np.ndarray, Pads, tuple[int, int]]:
         """The batch padded with `pad_value` (ceil_mode overhang included), the pads used, and Ho, Wo."""
-        _, ho, wo = self.output_shape([tuple(x.shape[1:])])
-        pads = self._full_pads((x.shape[2], x.shape[3]), (ho, wo))
-        return pad_images(x, pads, value=self.pad_value), pads, (ho, wo)
+        pads, out_hw = self._geometry(x)
+        return pad_images(x, pads, value=self.pad_value), pads, out_hw
 
     def _slices(self, out_hw: tuple[int, int]) -> Iterator[tuple[slice, slice]]:
         """Per kernel position, the strided slice of the padded batch it reads (see `kernel_slices`)."""

@@ -30,10 +30,8 @@ class MaxPool(_Pool):
     def forward(self, inputs: list[np.ndarray], training: bool = False,
                 rng: np.random.Generator | None = None) -> Forward:
         """Maximum of each window of the padded batch, separably in contiguous passes (see `window_max`)."""
-        x = inputs[0]
-        _, ho, wo = self.output_shape([tuple(x.shape[1:])])
-        pads = self._full_pads((x.shape[2], x.shape[3]), (ho, wo))
-        return Forward(window_max(x, self.kernel_shape, self.strides, pads, (ho, wo)))
+        pads, out_hw = self._geometry(inputs[0])
+        return Forward(window_max(inputs[0], self.kernel_shape, self.strides, pads, out_hw))
 
     def backward(self, grad_out: np.ndarray, inputs: list[np.ndarray],
                  fwd: Forward) -> list[np.ndarray | None]:
