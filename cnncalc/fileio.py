@@ -81,12 +81,9 @@ ZIP_MAGIC = b"PK\x03\x04"  # a .npz is a zip archive of .npy files
 
 
 def numpy_file_kind(path: Path) -> str | None:
-    """"npy" or "npz" by the file's first bytes, or None when it is neither (or cannot be read)."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(len(NPY_MAGIC))
-    except OSError:
-        return None
+    """"npy" or "npz" by the file's first bytes, or None when it is neither; OSError when it cannot be read."""
+    with open(path, "rb") as handle:
+        head = handle.read(len(NPY_MAGIC))
     if head.startswith(NPY_MAGIC):
         return "npy"
     if head.startswith(ZIP_MAGIC):

@@ -383,13 +383,13 @@ def read_input(path: str | Path, runtime: Runtime) -> np.ndarray:
     if not where.is_file():
         raise RuntimeInputError(f"input file {where} does not exist",
                                 hint="give an existing .npy file, or leave out --input for a random batch")
-    kind = numpy_file_kind(where)
-    if kind == "npz":
-        raise RuntimeInputError(f"{where} holds several arrays (.npz), not one", hint="give a .npy file")
-    if kind is None:
-        raise RuntimeInputError(f"{where} is not a .npy file: it does not start with NumPy's .npy header",
-                                hint="save the input with np.save('x.npy', x)")
     try:
+        kind = numpy_file_kind(where)
+        if kind == "npz":
+            raise RuntimeInputError(f"{where} holds several arrays (.npz), not one", hint="give a .npy file")
+        if kind is None:
+            raise RuntimeInputError(f"{where} is not a .npy file: it does not start with NumPy's .npy header",
+                                    hint="save the input with np.save('x.npy', x)")
         mapped = np.load(where, mmap_mode="r", allow_pickle=False)  # maps the file: nothing is read yet
     except (OSError, ValueError, EOFError) as error:
         raise RuntimeInputError(f"cannot read {where} as a .npy array: {numpy_load_problem(error)}",

@@ -345,12 +345,12 @@ def npz_data(path: Path, input_shape: Shape, seed: int = 0, val_fraction: float 
     """User data: arrays x (NHWC, or NCHW) and y (integer labels); x_val and y_val, if present, validate."""
     if not path.is_file():
         raise CnnCalcError(f"data file {path} does not exist", hint="give a .npz file with arrays x and y")
-    kind = numpy_file_kind(path)
-    if kind != "npz":
-        what = "a single array (.npy)" if kind == "npy" else "not a .npz file (a zip archive of arrays)"
-        raise RuntimeInputError(f"{path} is {what}; training data is a .npz with arrays x and y",
-                                hint="save it with numpy.savez(path, x=images, y=labels)")
     try:
+        kind = numpy_file_kind(path)
+        if kind != "npz":
+            what = "a single array (.npy)" if kind == "npy" else "not a .npz file (a zip archive of arrays)"
+            raise RuntimeInputError(f"{path} is {what}; training data is a .npz with arrays x and y",
+                                    hint="save it with numpy.savez(path, x=images, y=labels)")
         with np.load(path, allow_pickle=False) as arrays:
             found = {key: arrays[key] for key in arrays.files}
     except (OSError, ValueError, EOFError) as error:

@@ -465,6 +465,23 @@ def test_cli_run_missing_and_unreadable_input(tmp_path: Path) -> None:
     assert "pickled" not in unreadable.output  # NumPy's own message blames pickling for any odd bytes
 
 
+def test_unreadable_input_says_why(tmp_path: Path, monkeypatch) -> None:
+    # a file that cannot be opened is "cannot read ...: Permission denied", not "not a .npy file"
+    path = tmp_path / "x.npy"
+    np.save(path, np.zeros((1, 3, 8, 8), np.float32))
+    real_open = open
+
+    def refuse(file, *args, **kwargs):
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied")
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", refuse)
+    with pytest.raises(RuntimeInputError) as info:
+        runtime_module.read_input(path, Runtime.from_graph(parse("8x8x3|ReLU")))
+    assert "cannot read" in info.value.message and "Permission denied" in info.value.message
+
+
 def _object_array(handle) -> None:
     np.save(handle, np.array([{"a": 1}], dtype=object), allow_pickle=True)
 
