@@ -63,11 +63,22 @@ def test_relu_keeps_nan_and_infinities() -> None:
     ((3, 2), (2, 3), (0, 1, 2, 0), 1),  # uneven kernel, stride and pads; ceil_mode adds overhanging windows
     ((3, 3), (1, 1), (2, 0, 0, 2), 0),  # pads on two sides only: windows near them read mostly padding
 ])
-def test_max_pool_matches_its_definition(kernel, strides, pads, ceil_mode) -> None:
+@pytest.mark.parametrize("channel_major", [False, True])  # conv outputs are channel-major views
+@pytest.mark.parametrize("block_bytes", [None, 1500])  # 1500: blocks of 2 channels (720 bytes each), then 1
+def test_max_pool_matches_its_definition(monkeypatch, kernel, strides, pads, ceil_mode, channel_major,
+                                         block_bytes) -> None:
     """out[n, c, r, q] = max over the window at (r*sh - top, q*sw - left), padding counting as -inf."""
+    from cnncalc.ops import _windows
+
+    if block_bytes is not None:
+        monkeypatch.setattr(_windows, "WINDOW_MAX_BLOCK_BYTES", block_bytes)
     x = np.random.default_rng(2).standard_normal((2, 3, 9, 10)).astype(np.float32)
+    if channel_major:
+        x = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
     op = OPS["MaxPool"](kernel, strides, pads, ceil_mode=ceil_mode)
     got = op.forward([x]).out
+    # the output keeps the input's memory order (the next conv reads channel-major memory faster)
+    assert (got.strides[1] > got.strides[0]) == channel_major
     (kh, kw), (sh, sw), (top, left) = kernel, strides, pads[:2]
     expected = np.full(got.shape, -np.inf, dtype=np.float32)
     for r in range(got.shape[2]):
