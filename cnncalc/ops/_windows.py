@@ -22,17 +22,25 @@ def pad_images(x: np.ndarray, pads: Pads, value: float = 0.0) -> np.ndarray:
     top, left, bottom, right = pads
     if not (top or left or bottom or right):
         return x
-    n, c, h, w = x.shape
-    if x.strides[1] > x.strides[0]:  # channel-major memory, as Conv returns: keep it (im2col reads it faster)
-        xp = np.empty((c, n, h + top + bottom, w + left + right), dtype=x.dtype).transpose(1, 0, 2, 3)
-    else:
-        xp = np.empty((n, c, h + top + bottom, w + left + right), dtype=x.dtype)
+    h, w = x.shape[2], x.shape[3]
+    xp = empty_in_same_order(x, (h + top + bottom, w + left + right))  # channel-major stays so: im2col reads it faster
     xp[:, :, :top] = value
     xp[:, :, top + h :] = value
     xp[:, :, top : top + h, :left] = value
     xp[:, :, top : top + h, left + w :] = value
     xp[:, :, top : top + h, left : left + w] = x
     return xp
+
+
+def empty_in_same_order(x: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """An empty NCHW batch of x's N and C with spatial size hw, laid out channel-major when x is (as Conv returns).
+
+    Keeping the order lets the next kernel read long contiguous runs instead of a transposed view.
+    """
+    n, c = x.shape[0], x.shape[1]
+    if x.strides[1] > x.strides[0]:
+        return np.empty((c, n, *hw), dtype=x.dtype).transpose(1, 0, 2, 3)
+    return np.empty((n, c, *hw), dtype=x.dtype)
 
 
 def window_view(
@@ -205,11 +213,7 @@ def window_max(x: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int],
     The result has the input's memory order, so that a channel-major conv output stays channel-major.
     """
     n, c, h, w = x.shape
-    ho, wo = out_hw
-    if x.strides[1] > x.strides[0]:  # channel-major memory, as Conv returns
-        out = np.empty((c, n, ho, wo), dtype=x.dtype).transpose(1, 0, 2, 3)
-    else:
-        out = np.empty((n, c, ho, wo), dtype=x.dtype)
+    out = empty_in_same_order(x, out_hw)
     channels = max(1, WINDOW_MAX_BLOCK_BYTES // max(1, n * h * w * x.itemsize))
     for first in range(0, c, channels):
         block = slice(first, first + channels)
