@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cnncalc.ops import OPS
-from cnncalc.ops._windows import im2col, pad_images
+from cnncalc.ops._windows import _im2col_by_shifted_runs, im2col, pad_images
 
 
 def columns_by_definition(x, kernel, strides, dilations, pads, out_hw):
@@ -35,18 +35,31 @@ def columns_by_definition(x, kernel, strides, dilations, pads, out_hw):
     ((3, 3), (1, 1), (1, 1), (5, 0, 0, 6)),  # pads wider than the kernel reaches: some taps read only padding
     ((1, 1), (1, 1), (1, 1), (1, 1, 1, 1)),  # 1x1 with padding: per tap, a zero frame around the image
     ((1, 1), (2, 2), (1, 1), (0, 0, 0, 0)),  # 1x1 stride 2: a strided pick, no window at all
+    # output as large as the input (channel-major or one sample: shifted runs, see below)
+    ((3, 3), (1, 1), (2, 2), (2, 2, 2, 2)),  # dilated
+    ((3, 2), (1, 1), (1, 1), (1, 0, 1, 1)),  # uneven kernel and pads
+    ((13, 1), (1, 1), (1, 1), (12, 0, 0, 0)),  # kernel row 0 reads only padding for every output
 ])
-@pytest.mark.parametrize("channel_major", [False, True])  # conv outputs are channel-major views
-def test_im2col_matches_its_definition(kernel, strides, dilations, pads, channel_major) -> None:
-    x = np.random.default_rng(1).standard_normal((2, 3, 11, 12)).astype(np.float32)
+# conv outputs are channel-major views; one sample in NCHW is laid out the same
+@pytest.mark.parametrize(("batch", "channel_major"), [(2, False), (2, True), (1, False)])
+def test_im2col_matches_its_definition(monkeypatch, kernel, strides, dilations, pads, batch,
+                                       channel_major) -> None:
+    from cnncalc.ops import _windows
+
+    shifted_runs = []
+    monkeypatch.setattr(_windows, "_im2col_by_shifted_runs",
+                        lambda *a: shifted_runs.append(1) or _im2col_by_shifted_runs(*a))
+    x = np.random.default_rng(1).standard_normal((batch, 3, 11, 12)).astype(np.float32)
     if channel_major:
         x = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
     (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
     ho = (11 + pads[0] + pads[2] - dh * (kh - 1) - 1) // sh + 1
     wo = (12 + pads[1] + pads[3] - dw * (kw - 1) - 1) // sw + 1
     cols, padded_shape = im2col(x, kernel, strides, dilations, pads, (ho, wo))
-    assert padded_shape == (2, 3, 11 + pads[0] + pads[2], 12 + pads[1] + pads[3])
+    assert padded_shape == (batch, 3, 11 + pads[0] + pads[2], 12 + pads[1] + pads[3])
     np.testing.assert_array_equal(cols, columns_by_definition(x, kernel, strides, dilations, pads, (ho, wo)))
+    # same-size stride-1 outputs from one contiguous run per channel take the shifted-run copies
+    assert bool(shifted_runs) == (strides == (1, 1) and (ho, wo) == (11, 12) and (channel_major or batch == 1))
 
 
 def test_relu_keeps_nan_and_infinities() -> None:
