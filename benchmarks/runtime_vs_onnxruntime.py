@@ -2,9 +2,10 @@
 
 For each bundled spec (LeNet-5, ResNet-18, ResNet-50, MobileNetV2) at batch 1 and 8, the spec is
 exported to ONNX with seeded weights and the same file is run by the three engines, interleaved
-round by round so that a busy machine slows all of them alike: in each round each engine gets a short
-pause (so that the previous engine's still-spinning worker threads do not slow it), one untimed
-warm-up run, then the timed run. Prints median latencies, the
+round by round so that a busy machine slows all of them alike, and each round goes through every
+model and batch so that a slow period of the machine spreads over all of them: in each round each
+engine gets a short pause (so that the previous engine's still-spinning worker threads do not slow
+it), one untimed warm-up run, then the timed run. Prints median latencies, the
 ratios, the GFLOP/s each reaches (2 FLOPs per MAC of the analysis), the host's matmul peak from
 `cnncalc calibrate` as the physical limit, where cnncalc's time goes per op type, and the peak RSS
 of running ResNet-50 at batch 8 next to the analysis' predicted inference memory.
@@ -74,41 +75,45 @@ def timed(run) -> float:
     return time.perf_counter() - start
 
 
-def bench_model(name: str, path: Path, input_name: str, batch: int, threads: int, repeat: int,
-                ref_repeat: int) -> dict:
-    """Interleaved latencies of the three engines on one exported model and batch."""
-    import onnxruntime as ort
-    from onnx.reference import ReferenceEvaluator
+class Bench:
+    """The three engines on one exported model and batch, timed one round at a time."""
 
-    x = np.random.default_rng(0).standard_normal((batch, *_input_shape(path))).astype(np.float32)
-    ours = Runtime.from_file(path)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    reference = ReferenceEvaluator(str(path)) if ref_repeat > 0 else None
-    engines = {"cnncalc": lambda: ours.run(x), "onnxruntime": lambda: session.run(None, {input_name: x})}
-    if reference is not None:
-        engines["reference"] = lambda: reference.run(None, {input_name: x})
-    outputs = {"cnncalc": ours.run(x).output, "onnxruntime": session.run(None, {input_name: x})[0]}
-    times: dict[str, list[float]] = defaultdict(list)
-    for round_index in range(repeat):
-        for engine, run in engines.items():
-            if engine == "reference" and round_index >= ref_repeat:
+    def __init__(self, name: str, path: Path, input_name: str, batch: int, threads: int, macs: int) -> None:
+        import onnxruntime as ort
+        from onnx.reference import ReferenceEvaluator
+
+        self.name, self.batch, self.flops = name, batch, 2 * macs * batch
+        x = np.random.default_rng(0).standard_normal((batch, *_input_shape(path))).astype(np.float32)
+        self.x, self.ours = x, Runtime.from_file(path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        reference = ReferenceEvaluator(str(path))
+        self.engines = {"cnncalc": lambda: self.ours.run(x), "onnxruntime": lambda: session.run(None, {input_name: x}),
+                        "reference": lambda: reference.run(None, {input_name: x})}
+        ort_out = session.run(None, {input_name: x})[0]
+        self.rel_diff = float(np.abs(self.ours.run(x).output - ort_out).max() / np.abs(ort_out).max())
+        self.times: dict[str, list[float]] = defaultdict(list)
+
+    def round(self, with_reference: bool) -> None:
+        for engine, run in self.engines.items():
+            if engine == "reference" and not with_reference:
                 continue
             time.sleep(PAUSE_S)
             if engine != "reference":  # wake the thread pool and the caches; a reference run takes long enough
                 run()
-            times[engine].append(timed(run))
-    by_op: dict[str, float] = defaultdict(float)
-    time.sleep(PAUSE_S)
-    ours.run(x)  # warm, like the timed runs
-    for record in ours.run(x, record=True).records:
-        by_op[record.op_type] += record.time_s
-    difference = np.abs(outputs["cnncalc"] - outputs["onnxruntime"]).max() / np.abs(outputs["onnxruntime"]).max()
-    return {"model": name, "batch": batch, "median_s": {k: statistics.median(v) for k, v in times.items()},
-            "min_s": {k: min(v) for k, v in times.items()},
-            "rel_diff": float(difference), "by_op_s": dict(by_op)}
+            self.times[engine].append(timed(run))
+
+    def result(self) -> dict:
+        by_op: dict[str, float] = defaultdict(float)
+        time.sleep(PAUSE_S)
+        self.ours.run(self.x)  # warm, like the timed runs
+        for record in self.ours.run(self.x, record=True).records:
+            by_op[record.op_type] += record.time_s
+        return {"model": self.name, "batch": self.batch, "flops": self.flops,
+                "median_s": {k: statistics.median(v) for k, v in self.times.items()},
+                "min_s": {k: min(v) for k, v in self.times.items()}, "rel_diff": self.rel_diff, "by_op_s": dict(by_op)}
 
 
 def _input_shape(path: Path) -> tuple[int, ...]:
@@ -185,16 +190,20 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.2f} (other processes slow every engine; OpenBLAS most)")
     peak_before = matmul_peak()
     print(f"host matmul peak (cnncalc calibrate, 2048x2048 float32): {peak_before / 1e9:.0f} GFLOP/s\n")
-    results = []
     with tempfile.TemporaryDirectory() as folder:
         exported = {name: export(name, Path(folder)) for name in args.models}
-        for name in args.models:
-            path, macs, input_name = exported[name]
-            for batch in args.batches:
-                result = bench_model(name, path, input_name, batch, args.threads, args.repeat, args.ref_repeat)
-                result["flops"] = 2 * macs * batch
-                results.append(result)
-                print(f"  measured {name} batch {batch}", file=sys.stderr)
+        benches = [Bench(name, exported[name][0], exported[name][2], batch, args.threads, exported[name][1])
+                   for name in args.models for batch in args.batches]
+        # each round goes through every model and batch, and the reference's rounds are spread over the
+        # run: a slow period of the machine (seconds to minutes) then touches a few rounds of every
+        # configuration instead of all the rounds of one
+        reference_runs = min(args.ref_repeat, args.repeat)
+        reference_rounds = {k * args.repeat // reference_runs for k in range(reference_runs)}
+        for round_index in range(args.repeat):
+            for bench in benches:
+                bench.round(with_reference=round_index in reference_rounds)
+            print(f"  round {round_index + 1} of {args.repeat}", file=sys.stderr)
+        results = [bench.result() for bench in benches]
         memory = None
         if not args.no_memory and MEMORY_MODEL in exported:
             memory = measure_memory(exported[MEMORY_MODEL][0], MEMORY_BATCH)
@@ -218,7 +227,7 @@ def main() -> None:
                      f"{r['flops'] / t['onnxruntime'] / 1e9:.1f}", f"{100 * r['flops'] / t['cnncalc'] / peak:.0f}%",
                      f"{r['rel_diff']:.1e}"])
     print(f"medians of the interleaved rounds; '(best runs)' is the ratio of the two engines' fastest runs "
-          f"(this VM has slow periods that hit the multi-threaded engines far more than the reference); "
+          f"(they differ from the medians when the machine has slow periods); "
           f"load average now {os.getloadavg()[0]:.2f}")
     print(table(header, rows))
     print("\nwhere cnncalc's time goes (one recorded run, ms per op type):")
