@@ -47,8 +47,12 @@ def test_im2col_matches_its_definition(monkeypatch, kernel, strides, dilations, 
     from cnncalc.ops import _windows
 
     shifted_runs = []
-    monkeypatch.setattr(_windows, "_im2col_by_shifted_runs",
-                        lambda *a: shifted_runs.append(1) or _im2col_by_shifted_runs(*a))
+
+    def counted_shifted_runs(*args):
+        shifted_runs.append(args)
+        return _im2col_by_shifted_runs(*args)
+
+    monkeypatch.setattr(_windows, "_im2col_by_shifted_runs", counted_shifted_runs)
     x = np.random.default_rng(1).standard_normal((batch, 3, 11, 12)).astype(np.float32)
     if channel_major:
         x = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
