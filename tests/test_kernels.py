@@ -131,3 +131,39 @@ def test_conv_in_sample_chunks_matches_the_whole_batch(monkeypatch, group) -> No
     assert chunked.macs == whole.macs == 5 * 6 * 49 * (4 // group) * 9
     for got, want in zip(op.backward(grad_out, [x, w, b], chunked), expected_grads, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize(("strides", "dilations", "pads"), [
+    ((1, 1), (1, 1), (1, 1, 1, 1)),  # MobileNetV2's stride-1 depthwise
+    ((2, 2), (1, 1), (0, 1, 1, 0)),  # stride 2 with TF-style uneven "same" pads: two phases per axis
+    ((2, 1), (2, 1), (2, 0, 1, 2)),  # dilated rows, uneven stride and pads
+])
+# 1: a block per group; 6000: blocks of 2, 2, 1 groups in the first case (2880 bytes of output per group),
+# of 4 and 1 in the third (1280)
+@pytest.mark.parametrize("block_bytes", [None, 1, 6000])
+def test_depthwise_conv_matches_its_definition(monkeypatch, strides, dilations, pads, block_bytes) -> None:
+    """y[n, g*m + k, r, q] = sum over (i, j) of w[g*m + k, 0, i, j] * padded x[n, g, r*sh + i*dh, q*sw + j*dw]."""
+    from cnncalc.ops import conv as conv_module
+
+    if block_bytes is not None:
+        monkeypatch.setattr(conv_module, "DEPTHWISE_BLOCK_BYTES", block_bytes)
+    groups, multiplier = 5, 2
+    op = OPS["Conv"]((3, 3), groups, groups * multiplier, strides=strides, dilations=dilations, pads=pads,
+                     group=groups, bias=False)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, groups, 9, 8))
+    w = rng.standard_normal((groups * multiplier, 1, 3, 3))
+    got = op.forward([x, w])
+    (sh, sw), (dh, dw) = strides, dilations
+    xp = pad_images(x, pads)
+    ho = (xp.shape[2] - 2 * dh - 1) // sh + 1
+    wo = (xp.shape[3] - 2 * dw - 1) // sw + 1
+    expected = np.zeros((2, groups * multiplier, ho, wo))
+    for out_channel in range(groups * multiplier):
+        for r in range(ho):
+            for q in range(wo):
+                window = xp[:, out_channel // multiplier, r * sh : r * sh + 2 * dh + 1 : dh,
+                            q * sw : q * sw + 2 * dw + 1 : dw]
+                expected[:, out_channel, r, q] = (window * w[out_channel, 0]).sum(axis=(1, 2))
+    np.testing.assert_allclose(got.out, expected, rtol=1e-12, atol=1e-12)
+    assert got.macs == expected.size * 9  # one multiply-add per kernel position and output, as the analysis counts
