@@ -233,7 +233,8 @@ class Conv(Op):
         reads one long contiguous run of every channel's phase plane; the outputs are computed on the
         plane's full width and the columns past Wo are dropped at the end. NumPy is several times faster
         on long contiguous runs than on the short strided rows of a window view. The kh*kw passes run
-        over blocks of about `DEPTHWISE_BLOCK_BYTES` of output, which stay in cache between passes.
+        over blocks of about `DEPTHWISE_BLOCK_BYTES` of output, which stay in cache between passes and
+        until the block is cut to Wo columns into the result.
         """
         n, g = x.shape[0], self.group
         og = self.out_channels // g
@@ -242,12 +243,13 @@ class Conv(Op):
         planes, xp, (_, wq) = phase_planes(x, self.pads, self.strides)  # each (N, C, Hq * Wq); xp: the padded batch
         length = (ho - 1) * wq + wo  # the flat run that covers every output of a plane
         taps = w.reshape(g, og, kh, kw)
-        y = np.empty((n, g, og, ho * wq), dtype=x.dtype)
+        out = np.empty((n, g * og, ho, wo), dtype=x.dtype)
         groups = max(1, DEPTHWISE_BLOCK_BYTES // (n * og * ho * wq * x.itemsize))
+        y_buffer = np.empty((n, min(groups, g), og, ho * wq), dtype=x.dtype)  # a block's outputs on the planes' width
         term_buffer = np.empty((n, min(groups, g), og, length), dtype=x.dtype)
         for first in range(0, g, groups):
             block = slice(first, min(g, first + groups))
-            y_block, term = y[:, block], term_buffer[:, : block.stop - first]
+            y_block, term = y_buffer[:, : block.stop - first], term_buffer[:, : block.stop - first]
             for i in range(kh):
                 for j in range(kw):
                     # tap (i, j) reads padded pixel (r*sh + i*dh, c*sw + j*dw): phase (i*dh % sh, j*dw % sw), shifted
@@ -257,7 +259,7 @@ class Conv(Op):
                     np.multiply(plane[:, :, None, start : start + length], taps[None, block, :, i, j, None], out=target)
                     if target is term:
                         y_block[..., :length] += term
-        out = np.ascontiguousarray(y.reshape(n, g * og, ho, wq)[..., :wo])
+            out[:, first * og : block.stop * og] = y_block.reshape(n, -1, ho, wq)[..., :wo]
         macs = kh * kw * out.size  # one multiply-add per kernel position for each output (dropped columns not counted)
         return out, (xp,), macs
 
