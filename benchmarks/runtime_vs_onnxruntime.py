@@ -7,8 +7,9 @@ model and batch so that a slow period of the machine spreads over all of them: i
 engine gets a short pause (so that the previous engine's still-spinning worker threads do not slow
 it), one untimed warm-up run, then the timed run. Prints median latencies, the
 ratios, the GFLOP/s each reaches (2 FLOPs per MAC of the analysis), the host's matmul peak from
-`cnncalc calibrate` as the physical limit, where cnncalc's time goes per op type, and the peak RSS
-of running ResNet-50 at batch 8 next to the analysis' predicted inference memory.
+`cnncalc calibrate` as the physical limit, whether the speed goals of the backend's issue hold,
+where cnncalc's time goes per op type, and the peak RSS of running ResNet-50 at batch 8 next to the
+analysis' predicted inference memory.
 
 Run:   python benchmarks/runtime_vs_onnxruntime.py            (all; several minutes on 2 cores)
        python benchmarks/runtime_vs_onnxruntime.py --quick    (LeNet-5 and ResNet-18 at batch 1)
@@ -173,6 +174,31 @@ def matmul_peak() -> float:
     return calibrate_host(matmul_n=2048, copy_mib=16, conv_size=8, repeats=3).peak_flops_per_s["float32"]
 
 
+#: issue 5's speed goals: (model, batch, engine compared, "max" or "min", bound) on the ratio of medians
+SPEED_GOALS = [("resnet18", 8, "onnxruntime", "max", 2.0), ("resnet50", 8, "onnxruntime", "max", 2.0),
+               ("resnet18", 1, "reference", "min", 20.0)]
+
+
+def print_speed_goals(results: list[dict]) -> None:
+    """One line per speed goal whose model and batch were measured: the ratio of medians and whether it holds."""
+    measured = {(r["model"], r["batch"]): r for r in results}
+    lines = []
+    for model, batch, other, kind, bound in SPEED_GOALS:
+        r = measured.get((model, batch))
+        if r is None or other not in r["median_s"]:
+            continue
+        if kind == "max":
+            ratio, wanted = r["median_s"]["cnncalc"] / r["median_s"][other], f"cnncalc/{other} <= {bound:g}x"
+            held = ratio <= bound
+        else:
+            ratio, wanted = r["median_s"][other] / r["median_s"]["cnncalc"], f"{other}/cnncalc >= {bound:g}x"
+            held = ratio >= bound
+        lines.append(f"  {model} batch {batch}: {wanted}: {ratio:.2f}x, {'met' if held else 'NOT met'}")
+    if lines:
+        print("\nspeed goals (medians; rerun when the matmul peaks above differ, see docs/runtime.md):")
+        print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
@@ -230,6 +256,7 @@ def main() -> None:
           f"(they differ from the medians when the machine has slow periods); "
           f"load average now {os.getloadavg()[0]:.2f}")
     print(table(header, rows))
+    print_speed_goals(results)
     print("\nwhere cnncalc's time goes (one recorded run, ms per op type):")
     for r in results:
         total = sum(r["by_op_s"].values())
