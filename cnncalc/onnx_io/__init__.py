@@ -7,7 +7,8 @@ Both directions ask the ops. Export writes one node per IR node, of type `op.op_
 the shape arithmetic that feeds Reshape, constant operands such as Clip's bounds, MatMul+Add
 read as Gemm, Reshape and Squeeze used as flatten, and Identity as a pass-through.
 
-`export.py` writes models, `importer.py` reads them, `spec_text.py` turns a Graph back into a
+`export.py` writes models; `importer.py` reads them, with `reading.py` (parsing the untrusted
+file) and `folding.py` (the constant shape arithmetic); `spec_text.py` turns a Graph back into a
 spec chain, and `constants.py` holds the opsets and limits both directions share.
 
 ONNX files are untrusted: their size is checked before parsing, every parse failure becomes

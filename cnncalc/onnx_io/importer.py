@@ -4,7 +4,7 @@ arithmetic, MatMul+Add, Reshape/Squeeze as flatten) folded here; the file treate
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -19,8 +19,10 @@ from ..ops import OPS
 from ..ops.base import Op, Shape, WeightSpec, numel, onnx_float
 from ..ops.unsupported import Unsupported
 from ..weights import Weights
-from .constants import DEFAULT_OPSET, DTYPES, ELEM_TYPES, MAX_DIM, MAX_ELEMENTS, MAX_FILE_BYTES, MAX_OPSET
+from .constants import DTYPES, ELEM_TYPES, MAX_DIM, MAX_ELEMENTS
 from .export import contiguous, spec_or_empty
+from .folding import FOLDS, SYMBOLIC_BATCH, Const
+from .reading import attribute_value, check_names, default_opset, read_model, schema_input_names
 
 
 @dataclass
@@ -42,56 +44,6 @@ def import_onnx(path: str | Path | bytes, *, allow_unsupported: bool = False) ->
     return _Importer(path, allow_unsupported, None, read_weights=False).run().graph
 
 
-_SYMBOLIC = -(2**62)  # the batch size inside folded shape arithmetic when the file leaves it symbolic
-
-
-@dataclass
-class _Const:
-    """A tensor whose value is known without running the model: an initializer or a folded constant."""
-
-    shape: Shape
-    proto: TensorProto | None = None
-    array: np.ndarray | None = None  # None with no proto: value unknown (made by an unsupported op)
-
-
-def _fold_shape(values: list[np.ndarray], attrs: dict[str, Any], act_shape: list[int] | None) -> np.ndarray:
-    """Shape(x): the input's full shape, batch first, sliced by start/end (opset 15)."""
-    assert act_shape is not None
-    return np.array(act_shape, dtype=np.int64)[attrs.get("start", 0):attrs.get("end", None)]
-
-
-def _fold_gather(values: list[np.ndarray], attrs: dict[str, Any], act_shape: list[int] | None) -> np.ndarray:
-    return np.take(values[0], values[1], axis=int(attrs.get("axis", 0)))
-
-
-def _fold_unsqueeze(values: list[np.ndarray], attrs: dict[str, Any], act_shape: list[int] | None) -> np.ndarray:
-    axes = values[1] if len(values) > 1 else attrs.get("axes", [])
-    result = values[0]
-    for axis in sorted(int(a) for a in np.atleast_1d(axes)):
-        result = np.expand_dims(result, axis)
-    return result
-
-
-def _fold_squeeze(values: list[np.ndarray], attrs: dict[str, Any], act_shape: list[int] | None) -> np.ndarray:
-    axes = values[1] if len(values) > 1 else attrs.get("axes")
-    return np.squeeze(values[0]) if axes is None else np.squeeze(values[0], tuple(int(a) for a in axes))
-
-
-def _fold_concat(values: list[np.ndarray], attrs: dict[str, Any], act_shape: list[int] | None) -> np.ndarray:
-    return np.concatenate([np.atleast_1d(v) for v in values], axis=int(attrs.get("axis", 0)))
-
-
-def _fold_cast(values: list[np.ndarray], attrs: dict[str, Any], act_shape: list[int] | None) -> np.ndarray:
-    return values[0].astype(helper.tensor_dtype_to_np_dtype(int(attrs["to"])))
-
-
-# shape arithmetic that exporters emit around Reshape, e.g. x.view(x.size(0), -1), folded at import
-_FOLDS: dict[str, Callable[[list[np.ndarray], dict[str, Any], list[int] | None], np.ndarray]] = {
-    "Shape": _fold_shape, "Gather": _fold_gather, "Unsqueeze": _fold_unsqueeze, "Squeeze": _fold_squeeze,
-    "Concat": _fold_concat, "Cast": _fold_cast, "Identity": lambda values, attrs, shape: values[0],
-}
-
-
 _PATTERNS = ("Identity", "Reshape", "Squeeze", "MatMul")  # read by the _pattern_<name> methods below
 
 
@@ -102,12 +54,12 @@ class _Importer:
                  read_weights: bool) -> None:
         self.allow_unsupported = allow_unsupported
         self.read_weights = read_weights
-        self.model, self.label, self.folder = _read_model(source)
+        self.model, self.label, self.folder = read_model(source)
         self.name = name or (Path(source).stem if not isinstance(source, bytes) else "") or "onnx-model"
-        self.opset = _default_opset(self.model)
+        self.opset = default_opset(self.model)
         self.tensors: dict[str, str] = {}  # ONNX tensor name -> IR tensor name (activations)
         self.shapes: dict[str, Shape] = {}  # IR tensor name -> per-sample shape
-        self.consts: dict[str, _Const] = {}
+        self.consts: dict[str, Const] = {}
         self.unknown: set[str] = set()  # ONNX tensors downstream of an unsupported op (listing mode)
         self.nodes: list[Node] = []
         self.weights: Weights = {}
@@ -131,9 +83,9 @@ class _Importer:
 
     def _run(self) -> ImportedModel:
         graph_proto = self.model.graph
-        _check_names(graph_proto, self.label)
+        check_names(graph_proto, self.label)
         for tensor in graph_proto.initializer:
-            self.consts[tensor.name] = _Const(self._checked_dims(tensor.dims, f"initializer {tensor.name!r}"),
+            self.consts[tensor.name] = Const(self._checked_dims(tensor.dims, f"initializer {tensor.name!r}"),
                                               proto=tensor)
             self._check_external(tensor)
         self._read_input()
@@ -281,7 +233,7 @@ class _Importer:
             self._note_unknown(node, name)
             return
         try:
-            attrs = {attr.name: _attribute(attr) for attr in node.attribute}
+            attrs = {attr.name: attribute_value(attr) for attr in node.attribute}
         except Exception as error:  # noqa: BLE001 - anything a damaged attribute throws
             raise OnnxFileError(f"{self.label}: node {name} ({node.op_type}) has an unreadable attribute: {error}",
                                 hint="the file is damaged") from None
@@ -374,7 +326,7 @@ class _Importer:
         """Activation inputs first, then constants; scalar constants become attributes by their schema name."""
         activations: list[str] = []
         weights: list[str] = []
-        names = _schema_input_names(node.op_type, self.opset)
+        names = schema_input_names(node.op_type, self.opset)
         for position, value in enumerate(node.input):
             if not value:
                 continue
@@ -404,18 +356,18 @@ class _Importer:
             if tensor.data_location == TensorProto.EXTERNAL:
                 raise OnnxFileError(f"{self.label}: constant {node.output[0]!r} keeps its value in an external file",
                                     hint="cnncalc reads external data for initializers only")
-            self.consts[node.output[0]] = _Const(shape, proto=tensor)
+            self.consts[node.output[0]] = Const(shape, proto=tensor)
             return
         for key in ("value_float", "value_floats", "value_int", "value_ints"):
             if key in attrs:
                 array = np.asarray(attrs[key], dtype=np.float32 if "float" in key else np.int64)
-                self.consts[node.output[0]] = _Const(array.shape, array=array)
+                self.consts[node.output[0]] = Const(array.shape, array=array)
                 return
         raise UnsupportedOpError(f"Constant with {', '.join(attrs) or 'no value'} is not supported")
 
     def _fold(self, node: onnx.NodeProto, attrs: dict[str, Any]) -> None:
         """Shape arithmetic on constants (and Shape of an activation), computed at import."""
-        fold = _FOLDS.get(node.op_type)
+        fold = FOLDS.get(node.op_type)
         if fold is None and node.op_type not in OPS:
             raise UnsupportedOpError(f"{node.op_type} is not an op cnncalc knows")
         if fold is None:
@@ -425,7 +377,7 @@ class _Importer:
             if not value:
                 continue
             if value in self.tensors:
-                batch = _SYMBOLIC if self.symbolic_batch else self.batch
+                batch = SYMBOLIC_BATCH if self.symbolic_batch else self.batch
                 act_shape = [batch, *self.shapes[self.tensors[value]]]
             else:
                 if not self._known(value):
@@ -433,7 +385,7 @@ class _Importer:
                 values.append(self._value(value))
         result = np.asarray(fold(values, attrs, act_shape))
         self._checked_dims(result.shape, f"the result of {node.op_type}")
-        self.consts[node.output[0]] = _Const(result.shape, array=result)
+        self.consts[node.output[0]] = Const(result.shape, array=result)
 
     def _pattern_identity(self, index: int, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> None:
         """Identity on an activation is a pass-through: its output is its input."""
@@ -448,7 +400,7 @@ class _Importer:
             raise UnsupportedOpError("Reshape to a shape that is not a constant is not supported")
         target = [int(v) for v in self._value(node.input[1]).reshape(-1)]
         # 0 copies the batch, -1 infers it; a fixed batch may also be written out
-        batch_values = {0, _SYMBOLIC} | (set() if self.symbolic_batch else {self.batch})
+        batch_values = {0, SYMBOLIC_BATCH} | (set() if self.symbolic_batch else {self.batch})
         if target[1:] == list(shape) and (target[0] in batch_values or target[0] == -1):
             self.tensors[node.output[0]] = source  # a reshape to the same shape changes nothing
             return
@@ -520,7 +472,7 @@ class _Importer:
                                 hint="cnncalc can skip an unknown op only when its output shape is known")
         sizes = [d or 1 for d in dims]
         if not activations:  # computed from constants only: a constant of unknown value, e.g. dequantized weights
-            self.consts[outputs[0]] = _Const(self._checked_dims(sizes, f"the output {outputs[0]!r}"))
+            self.consts[outputs[0]] = Const(self._checked_dims(sizes, f"the output {outputs[0]!r}"))
             return
         if len(sizes) not in (2, 4):
             raise OnnxFileError(f"{self.label}: cannot continue past {node.op_type} at {name}: its output has "
@@ -530,7 +482,7 @@ class _Importer:
 
     def _note_unknown(self, node: onnx.NodeProto, name: str) -> None:
         """Downstream of an unsupported op (when failing anyway): only list ops cnncalc would not know either."""
-        known = node.op_type in OPS or node.op_type in _FOLDS or node.op_type in _PATTERNS or \
+        known = node.op_type in OPS or node.op_type in FOLDS or node.op_type in _PATTERNS or \
             node.op_type == "Constant"
         if not known:
             self.unsupported.setdefault(node.op_type, []).append(name)
@@ -619,50 +571,6 @@ class _Importer:
         return candidate
 
 
-def _read_model(source: str | Path | bytes) -> tuple[onnx.ModelProto, str, Path | None]:
-    """Parse the bytes of a model after checking its size; the folder is where external data may live."""
-    if isinstance(source, bytes):
-        data, label, folder = source, "ONNX bytes", None
-    else:
-        path = Path(source)
-        label = str(path)
-        try:
-            if not path.is_file():
-                raise OnnxFileError(f"{path} does not exist or is not a file", hint="check the path")
-            size = path.stat().st_size
-            if size > MAX_FILE_BYTES:
-                raise OnnxFileError(f"{path} is {size} bytes, more than one ONNX file can hold",
-                                    hint="large models keep their weights in external data files")
-            data = path.read_bytes()
-        except OSError as error:
-            raise OnnxFileError(f"cannot read {path}: {error.strerror or error}") from None
-        folder = path.parent
-    if len(data) > MAX_FILE_BYTES:
-        raise OnnxFileError(f"{label} is {len(data)} bytes, more than one ONNX file can hold")
-    model = onnx.ModelProto()
-    try:
-        model.ParseFromString(data)
-    except Exception as error:  # noqa: BLE001 - protobuf raises several types for damaged input
-        raise OnnxFileError(f"{label} is not an ONNX model (it cannot be parsed: {type(error).__name__})",
-                            hint="give a .onnx file written by an ONNX exporter") from None
-    if not model.HasField("graph") or not model.graph.node:
-        raise OnnxFileError(f"{label} is not an ONNX model with a graph (no nodes found)",
-                            hint="give a .onnx file written by an ONNX exporter")
-    return model, label, folder
-
-
-def _check_names(graph: onnx.GraphProto, label: str) -> None:
-    """Every name the importer reads is text; protobuf hands over bytes when a file's string is not UTF-8."""
-    names: list[Any] = [value.name for value in [*graph.input, *graph.output, *graph.initializer]]
-    for node in graph.node:
-        names += [node.name, node.op_type, node.domain, *node.input, *node.output]
-        names += [attr.name for attr in node.attribute]
-    for tensor in graph.initializer:
-        names += [entry.key for entry in tensor.external_data] + [entry.value for entry in tensor.external_data]
-    if any(not isinstance(name, str) for name in names):
-        raise OnnxFileError(f"{label} has names that are not valid UTF-8 text", hint="the file is damaged")
-
-
 def _softmax_before_opset_13(op_type: str, attrs: dict[str, Any], in_shape: Shape, opset: int) -> dict[str, Any]:
     """Old Softmax as today's: before opset 13 it flattened the input to 2-D at `axis` (default 1).
 
@@ -679,32 +587,6 @@ def _softmax_before_opset_13(op_type: str, attrs: dict[str, Any], in_shape: Shap
             f"not over channels as cnncalc's does; export with opset 13 or later",
             hint="export with opset 13 or later, or flatten the tensor before the softmax")
     return {**attrs, "axis": 1}
-
-
-def _default_opset(model: onnx.ModelProto) -> int:
-    for entry in model.opset_import:
-        if entry.domain in ("", "ai.onnx"):
-            return int(entry.version)
-    return DEFAULT_OPSET
-
-
-def _attribute(attr: onnx.AttributeProto) -> Any:
-    """An attribute's value with strings decoded and tensors kept as TensorProto."""
-    value = helper.get_attribute_value(attr)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, list) and value and isinstance(value[0], bytes):
-        return [item.decode("utf-8", errors="replace") for item in value]
-    return value
-
-
-def _schema_input_names(op_type: str, opset: int) -> list[str]:
-    """The ONNX schema's names for a node's inputs ("input", "min", "max" for Clip), or none if unknown."""
-    try:
-        schema = onnx.defs.get_schema(op_type, max(1, min(opset, MAX_OPSET)), "")
-    except Exception:  # noqa: BLE001 - an op type onnx does not define
-        return []
-    return [formal.name for formal in schema.inputs]
 
 
 def _consumers(order: list[tuple[int, onnx.NodeProto]], graph: onnx.GraphProto) -> dict[str, list[tuple[int, Any]]]:
