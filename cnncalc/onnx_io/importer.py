@@ -86,7 +86,7 @@ class _Importer:
         check_names(graph_proto, self.label)
         for tensor in graph_proto.initializer:
             self.consts[tensor.name] = Const(self._checked_dims(tensor.dims, f"initializer {tensor.name!r}"),
-                                              proto=tensor)
+                                             proto=tensor)
             self._check_external(tensor)
         self._read_input()
         ordered = self._topological_order()

@@ -231,10 +231,10 @@ class Conv(Op):
 
         The padded image is split into its stride phases (`phase_planes`), so that each kernel position
         reads one long contiguous run of every channel's phase plane; the outputs are computed on the
-        plane's full width and the columns past Wo are dropped at the end. NumPy is several times faster
-        on long contiguous runs than on the short strided rows of a window view. The kh*kw passes run
-        over blocks of about `DEPTHWISE_BLOCK_BYTES` of output, which stay in cache between passes and
-        until the block is cut to Wo columns into the result.
+        plane's full width. NumPy is several times faster on long contiguous runs than on the short
+        strided rows of a window view. The kh*kw passes run over blocks of about `DEPTHWISE_BLOCK_BYTES`
+        of output, which stay in cache between passes and until the block, its columns past Wo dropped,
+        is copied into the result.
         """
         n, g = x.shape[0], self.group
         og = self.out_channels // g
