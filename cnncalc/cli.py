@@ -168,6 +168,16 @@ def selected_profiles(spec_defaults: list[str], names: list[str] | None, files: 
 @app.callback()
 def root() -> None:
     """What a convolutional network costs before you train it."""
+    fit_tables_to_stdout()
+
+
+def fit_tables_to_stdout() -> None:
+    """Tables fit the terminal; redirected to a file or a pipe (CI logs, `> report.txt`) they keep their full
+    width instead of rich's default of 80 columns, which cut numbers to '...'. COLUMNS, when set, wins."""
+    redirected = not out.is_terminal and not os.environ.get("COLUMNS", "").isdigit()
+    from .render import REDIRECTED_WIDTH
+
+    out.width = REDIRECTED_WIDTH if redirected else None  # type: ignore[assignment]  # None: detect again
 
 
 @app.command()

@@ -153,7 +153,8 @@ def render_diff(diff: NetworkDiff, console: Console, changed_only: bool = False)
              f"{counts['added']} added, {counts['removed']} removed, {counts['same']} the same")
     table = Table(title=title, title_justify="left", show_footer=True, header_style="bold")
     for i, name in enumerate(header):
-        table.add_column(name, justify="right" if i >= 5 else "left", footer=total[i], no_wrap=i < 3)
+        table.add_column(name, justify="right" if i >= 5 else "left", footer=total[i], no_wrap=i < 3,
+                         overflow="fold")  # a narrow terminal wraps a number rather than cutting it to '…'
     statuses = [row.status for row in diff.rows if not (changed_only and row.status == "same")]
     for status, cells in zip(statuses, rows, strict=True):
         table.add_row(*(Text(cell) for cell in cells), style=STYLES[status])  # Text: spec labels are not markup

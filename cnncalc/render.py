@@ -59,6 +59,8 @@ def _field_text(layer: LayerReport) -> str:
 
 # ---- bars and the heaviest layers (terminal table, --top) ----------------------
 BAR_WIDTH = 6
+#: the console width the CLI sets when stdout is a file or a pipe: wide enough for any table's natural width
+REDIRECTED_WIDTH = 1000
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 
 
@@ -331,11 +333,17 @@ def _rich_table(title: str, header: list[str], rows: list[list[str]], numeric_fr
                 footer: list[str] | None = None) -> Table:
     table = Table(title=title, title_justify="left", show_footer=footer is not None, header_style="bold")
     for i, name in enumerate(header):
+        # in a terminal too narrow for the table, a number wraps onto a second line rather than losing digits to '…'
         table.add_column(name, justify="right" if i >= numeric_from else "left",
-                         footer=footer[i] if footer else "", no_wrap=i < 3)
+                         footer=footer[i] if footer else "", no_wrap=i < 3, overflow="fold")
     for row in rows:
         table.add_row(*row)
     return table
+
+
+def _natural_width(console: Console, table: Table) -> int:
+    """The table's width when nothing has to be squeezed (a measurement is otherwise capped at the console's)."""
+    return console.measure(table, options=console.options.update_width(REDIRECTED_WIDTH)).maximum
 
 
 def render_tables(reports: Sequence[NetworkReport], console: Console, *, layers: bool = True, top: int = 0) -> None:
@@ -347,8 +355,11 @@ def render_tables(reports: Sequence[NetworkReport], console: Console, *, layers:
             title += f" - top {min(top, len(report.layers))} of {len(report.layers)} layers by {top_metric(report)}"
         parts: list[Any] = []
         if layers:
-            header, rows = _layer_cells(report, top=top, bars=True)
-            parts.append(_rich_table(title, header, rows, numeric_from=4, footer=_totals_cells(report)))
+            table = _rich_table(title, *_layer_cells(report, top=top, bars=True), numeric_from=4,
+                                footer=_totals_cells(report))
+            if _natural_width(console, table) > console.width:  # the bars are the first thing a narrow terminal loses
+                table = _rich_table(title, *_layer_cells(report, top=top), numeric_from=4, footer=_totals_cells(report))
+            parts.append(table)
         parts.append(_rich_table("" if layers else title, *_summary_cells(report), numeric_from=1))
         if report.costs:
             parts.append(_rich_table("hardware estimates", *_profile_cells(report), numeric_from=1))

@@ -118,3 +118,30 @@ def test_analyze_top_shows_only_the_heaviest(tmp_path):
     assert "top 1 of 5 layers by MACs" in result.stdout
     assert "conv2" in result.stdout and "conv1 " not in result.stdout and "relu1" not in result.stdout
     assert "██████" in result.stdout  # the heaviest layer's bar is full
+
+
+# ---- table width: full when redirected, squeezed without losing digits in a narrow terminal ----------------
+RESNET18 = str(Path(__file__).resolve().parent.parent / "specs" / "resnet18.yaml")
+
+
+def test_redirected_tables_keep_their_full_width(monkeypatch):
+    # CliRunner's stdout is not a terminal, like `cnncalc analyze ... > report.txt` or a CI log; rich alone
+    # would render at 80 columns and cut this 13-column table's numbers to '…'
+    monkeypatch.delenv("COLUMNS", raising=False)
+    result = runner.invoke(app, ["analyze", RESNET18, "-p", "titan-x-maxwell", "-p", "jetson-nano"])
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    # ResNet-18's parameter count, published by torchvision (11,689,512), whole in the totals row
+    assert "11,689,512" in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) > 150
+    assert "██████" in result.stdout  # room for the share bars
+
+
+@pytest.mark.parametrize("columns", [100, 140])
+def test_narrow_terminal_drops_the_bars_and_cuts_no_number(columns):
+    result = runner.invoke(app, ["analyze", RESNET18, "-p", "titan-x-maxwell", "-p", "jetson-nano"],
+                           env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    assert "█" not in result.stdout and "░" not in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= columns
