@@ -346,6 +346,27 @@ def _natural_width(console: Console, table: Table) -> int:
     return console.measure(table, options=console.options.update_width(REDIRECTED_WIDTH)).maximum
 
 
+def _layer_tables(report: NetworkReport, title: str, top: int, console: Console) -> list[Table]:
+    """The per-layer table in the widest form the console fits: with share bars; without; then with the
+    profiles' time columns in a second table. Past that, cells wrap (numbers fold, never cut to '...')."""
+    footer = _totals_cells(report)
+    for bars in (True, False):
+        table = _rich_table(title, *_layer_cells(report, top=top, bars=bars), numeric_from=4, footer=footer)
+        if _natural_width(console, table) <= console.width or (not bars and not report.costs):
+            return [table]
+    header, rows = _layer_cells(report, top=top)
+    first_cost = len(header) - 2 * len(report.costs)  # the analysis columns, then time and bound per profile
+
+    def pick(cells: list[str], keep: list[int]) -> list[str]:
+        return [cells[i] for i in keep]
+
+    figures, times = list(range(first_cost)), [0, 1, *range(first_cost, len(header))]
+    return [_rich_table(title, pick(header, figures), [pick(row, figures) for row in rows], numeric_from=4,
+                        footer=pick(footer, figures)),
+            _rich_table("per-layer time on each profile", pick(header, times), [pick(row, times) for row in rows],
+                        numeric_from=2, footer=pick(footer, times))]
+
+
 def render_tables(reports: Sequence[NetworkReport], console: Console, *, layers: bool = True, top: int = 0) -> None:
     """Print the per-layer tables (with share bars; only the `top` heaviest when > 0), summaries,
     profile tables, diagnostics and the comparison."""
@@ -355,11 +376,7 @@ def render_tables(reports: Sequence[NetworkReport], console: Console, *, layers:
             title += f" - top {min(top, len(report.layers))} of {len(report.layers)} layers by {top_metric(report)}"
         parts: list[Any] = []
         if layers:
-            table = _rich_table(title, *_layer_cells(report, top=top, bars=True), numeric_from=4,
-                                footer=_totals_cells(report))
-            if _natural_width(console, table) > console.width:  # the bars are the first thing a narrow terminal loses
-                table = _rich_table(title, *_layer_cells(report, top=top), numeric_from=4, footer=_totals_cells(report))
-            parts.append(table)
+            parts.extend(_layer_tables(report, title, top, console))
         parts.append(_rich_table("" if layers else title, *_summary_cells(report), numeric_from=1))
         if report.costs:
             parts.append(_rich_table("hardware estimates", *_profile_cells(report), numeric_from=1))

@@ -145,3 +145,15 @@ def test_narrow_terminal_drops_the_bars_and_cuts_no_number(columns):
     assert "…" not in result.stdout
     assert "█" not in result.stdout and "░" not in result.stdout
     assert max(len(line) for line in result.stdout.splitlines()) <= columns
+    # the profiles' time columns moved to a table of their own
+    assert "per-layer time on each profile" in result.stdout
+
+
+def test_split_layer_tables_keep_whole_numbers():
+    # at 140 columns the layer table fits once the profile columns are apart: no cell has to wrap;
+    # ResNet-18's 11,689,512 parameters (torchvision's published count) appear in the totals and the summary
+    result = runner.invoke(app, ["analyze", RESNET18, "-p", "titan-x-maxwell", "-p", "jetson-nano"],
+                           env={"COLUMNS": "140"})
+    assert result.stdout.count("11,689,512") == 2
+    timing = result.stdout[result.stdout.index("per-layer time on each profile"):]
+    assert "titan-x-maxwell ms" in timing and "jetson-nano ms" in timing and "conv1" in timing
