@@ -7,7 +7,8 @@ model and batch so that a slow period of the machine spreads over all of them: i
 engine gets a short pause (so that the previous engine's still-spinning worker threads do not slow
 it), one untimed warm-up run, then the timed run. Prints median latencies, the
 ratios, the GFLOP/s each reaches (2 FLOPs per MAC of the analysis), the host's matmul peak from
-`cnncalc calibrate` as the physical limit, whether the speed goals of the backend's issue hold,
+`cnncalc calibrate` as the physical limit, a memory-bandwidth probe per round (to tell a disturbed run),
+whether the speed goals of the backend's issue hold,
 where cnncalc's time goes per op type, and the peak RSS of running ResNet-50 at batch 8 next to the
 analysis' predicted inference memory.
 
@@ -176,6 +177,27 @@ def matmul_peak() -> float:
     return calibrate_host(matmul_n=2048, copy_mib=16, conv_size=8, repeats=3).peak_flops_per_s["float32"]
 
 
+class BandwidthProbe:
+    """A 16 MiB copy timed at the start of every round (best of 3, read + write). The VM this was developed on
+    has slow periods in which memory-bound passes take 2-3x as long while matmuls barely change; the spread of
+    this probe over the rounds tells whether a run was disturbed. Diagnostic only: every goal uses every round."""
+
+    def __init__(self) -> None:
+        self.src = np.ones(4 * 2**20, dtype=np.float32)
+        self.dst = np.empty_like(self.src)
+        self.bytes_per_s: list[float] = []
+
+    def measure(self) -> None:
+        best = min(timed(lambda: np.copyto(self.dst, self.src)) for _ in range(3))
+        self.bytes_per_s.append(2 * self.src.nbytes / best)
+
+    def summary(self) -> str:
+        rates = sorted(rate / 1e9 for rate in self.bytes_per_s)
+        return (f"memory copy bandwidth at the start of each round (16 MiB, GB/s): min {rates[0]:.0f}, "
+                f"median {statistics.median(rates):.0f}, max {rates[-1]:.0f}; rounds under 2/3 of the max: "
+                f"{sum(rate < 2 / 3 * rates[-1] for rate in rates)} of {len(rates)}")
+
+
 #: issue 5's speed goals: (model, batch, engine compared, "max" or "min", bound) on the ratio of medians
 SPEED_GOALS = [("resnet18", 8, "onnxruntime", "max", 2.0), ("resnet50", 8, "onnxruntime", "max", 2.0),
                ("resnet18", 1, "reference", "min", 20.0)]
@@ -228,7 +250,9 @@ def main() -> None:
         # run: a slow period of the machine (seconds to minutes) then touches a few rounds of every
         # configuration instead of all the rounds of one
         reference_rounds = {k * args.repeat // reference_runs for k in range(reference_runs)}
+        probe = BandwidthProbe()
         for round_index in range(args.repeat):
+            probe.measure()
             for bench in benches:
                 bench.round(with_reference=round_index in reference_rounds)
             print(f"  round {round_index + 1} of {args.repeat}", file=sys.stderr)
@@ -259,6 +283,7 @@ def main() -> None:
           f"(they differ from the medians when the machine has slow periods); "
           f"load average now {os.getloadavg()[0]:.2f}")
     print(table(header, rows))
+    print(probe.summary())
     print_speed_goals(results)
     print("\nwhere cnncalc's time goes (one recorded run, ms per op type):")
     for r in results:
