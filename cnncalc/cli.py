@@ -56,13 +56,18 @@ def friendly(command: F) -> F:
             if os.environ.get("CNNCALC_DEBUG"):
                 raise
             err.print(
-                f"[bold red]internal error:[/bold red] {type(error).__name__}: {error}\n"
+                f"[bold red]internal error:[/bold red] {type(error).__name__}: {escape(str(error))}\n"
                 "  this is a bug in cnncalc; set CNNCALC_DEBUG=1 for the traceback",
                 highlight=False,
             )
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def say_written(path: Any) -> None:
+    """'wrote PATH' on stderr: the path as typed (no rich markup in it, not broken across lines)."""
+    err.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
 
 
 # ---- shared options ------------------------------------------------------------
@@ -151,7 +156,7 @@ def emit(text: str | None, output: Path | None) -> None:
     from .fileio import write_atomic
 
     write_atomic(output, text)
-    err.print(f"wrote {output}")
+    say_written(output)
 
 
 def selected_profiles(spec_defaults: list[str], names: list[str] | None, files: list[Path] | None) -> list[Any]:
@@ -247,7 +252,8 @@ def calibrate(
     host = calibrate_host(matmul_n=256, copy_mib=8, conv_size=8, repeats=2) if quick else calibrate_host()
     emit(format_table(*profile_detail_rows(host)), None)
     if save:
-        err.print(f"saved profile 'host' to {save_host_profile(host)}; use it with -p host")
+        err.print(f"saved profile 'host' to {save_host_profile(host)}; use it with -p host", markup=False,
+                  soft_wrap=True)
 
 
 @app.command()
@@ -295,7 +301,7 @@ def export(
     targets = export_targets(output, [graph.name for graph, _ in networks], force=force)
     for (graph, weights), target in zip(networks, targets, strict=True):
         save_model(to_onnx(graph, weights, seed=seed, opset=opset, batch=batch), target, force=force)
-        err.print(f"wrote {target}", highlight=False)
+        say_written(target)
 
 
 @app.command()
@@ -354,7 +360,7 @@ def run(
         buffer = io.BytesIO()
         np_save(buffer, summary.output)
         write_atomic(output, buffer.getvalue(), force=force)
-        err.print(f"wrote {output}", highlight=False)
+        say_written(output)
     if fmt == "json":
         emit(json.dumps(summary.to_json(), indent=2) + "\n", None)
         return
@@ -460,7 +466,7 @@ def plot(
                for name, path in paths.items()}
     write_all_atomic(figures)
     for path in figures:
-        err.print(f"wrote {path}", highlight=False)
+        say_written(path)
 
 
 @app.command()
@@ -542,7 +548,7 @@ def _write_report(doc: Any, output: Path) -> None:
         files: dict[Path, bytes | str] = {output.parent / relative: data for relative, data in assets.items()}
         files[output] = text
         write_all_atomic(files, new_folders=[output.parent / image_dir])
-    err.print(f"wrote {output}", highlight=False)
+    say_written(output)
 
 
 @app.command()
@@ -689,7 +695,7 @@ def train(
         from .onnx_io import save_model, to_onnx
 
         save_model(to_onnx(graph, result.weights, seed=seed), output, force=force)
-        err.print(f"wrote {output}", highlight=False)
+        say_written(output)
     if fmt == "json":
         emit(json.dumps(result.to_dict() | {"output": str(output) if output else None}, indent=2) + "\n", None)
     else:

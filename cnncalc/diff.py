@@ -144,16 +144,17 @@ def diff_cells(diff: NetworkDiff, changed_only: bool = False) -> tuple[list[str]
 
 def render_diff(diff: NetworkDiff, console: Console, changed_only: bool = False) -> None:
     """Print the aligned table with changed rows highlighted, and a one-line summary."""
+    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
     header, rows, total = diff_cells(diff, changed_only)
     counts = {status: sum(1 for row in diff.rows if row.status == status) for status in STATUSES}
-    title = (f"[bold]{diff.a.name}[/bold] -> [bold]{diff.b.name}[/bold]: {counts['changed']} changed, "
+    title = (f"[bold]{escape(diff.a.name)}[/bold] -> [bold]{escape(diff.b.name)}[/bold]: {counts['changed']} changed, "
              f"{counts['added']} added, {counts['removed']} removed, {counts['same']} the same")
     table = Table(title=title, title_justify="left", show_footer=True, header_style="bold")
     for i, name in enumerate(header):
-        table.add_column(name, justify="right" if i >= 5 else "left", footer=total[i], no_wrap=i < 3,
+        table.add_column(escape(name), justify="right" if i >= 5 else "left", footer=escape(total[i]), no_wrap=i < 3,
                          overflow="fold")  # a narrow terminal wraps a number rather than cutting it to '…'
     statuses = [row.status for row in diff.rows if not (changed_only and row.status == "same")]
     for status, cells in zip(statuses, rows, strict=True):

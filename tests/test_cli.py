@@ -96,3 +96,46 @@ def test_bad_flags_and_inputs_are_clean_errors(tmp_path):
         assert result.exit_code == 1, (args, result.output)
         assert "error" in result.output and "Traceback" not in result.output
     assert not list((tmp_path).glob("**/*.json"))
+
+
+def test_names_that_look_like_rich_markup_print_as_written(tmp_path):
+    # ONNX names are free text; rich reads '[/x]' as a closing tag (a crash) and '[red]' as a style (text lost)
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w[/x]")
+    nodes = [helper.make_node("Conv", ["in[bold]", "w[/x]"], ["y[/x]"], name="conv[/x]", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["y[/x]"], ["out[red]"], name="relu[red]")]
+    graph = helper.make_graph(nodes, "net[/b]",
+                              [helper.make_tensor_value_info("in[bold]", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("out[red]", TensorProto.FLOAT, [1, 4, 8, 8])], [weight])
+    model_path = tmp_path / "brackets[red].onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model_path))
+
+    result = runner.invoke(app, ["analyze", str(model_path), "-p", "titan-x-maxwell"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "conv[/x]" in result.stdout and "relu[red]" in result.stdout
+    result = runner.invoke(app, ["diff", str(model_path), str(model_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "conv[/x]" in result.stdout
+    (tmp_path / "out[").mkdir()
+    copy = tmp_path / "out[" / "x]copy.onnx"  # the path holds '[/x]'
+    assert "[/x]" in str(copy)
+    result = runner.invoke(app, ["export", str(model_path), "-o", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {copy}" in result.output and copy.exists()
+
+
+def test_an_internal_error_with_brackets_in_its_message_is_still_one_clean_message(monkeypatch):
+    import cnncalc.cli as cli
+
+    def broken(*args, **kwargs):
+        raise ValueError("tensor 'y[/x]' went wrong")
+
+    monkeypatch.setattr(cli, "analyzed", broken)
+    monkeypatch.delenv("CNNCALC_DEBUG", raising=False)
+    result = runner.invoke(app, ["analyze", "8x8x3|3x3x3x4"])
+    assert result.exit_code == 2
+    assert "internal error: ValueError: tensor 'y[/x]' went wrong" in result.output
+    assert "Traceback" not in result.output
