@@ -43,6 +43,8 @@ STYLE = {
     "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
     "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.grid": True, "grid.alpha": 0.3,
     "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none", "svg.hashsalt": "cnncalc",
+    # layer and network names are shown as written: 'conv$\\frac$' from an ONNX file is not TeX to typeset
+    "text.parse_math": False,
 }
 INSTALL_HINT = "pip install 'cnncalc[plot]'"
 

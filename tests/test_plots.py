@@ -155,3 +155,22 @@ def test_analyze_never_imports_numpy():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_names_with_dollar_signs_are_drawn_as_written(tmp_path):
+    # matplotlib would read 'conv$\frac$' (a free-text ONNX node name) as TeX and fail on it
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    nodes = [helper.make_node("Conv", ["in", "w"], ["y"], name="conv$\\frac$", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["y"], ["out"], name="relu$_$")]
+    graph = helper.make_graph(nodes, "net", [helper.make_tensor_value_info("in", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 8, 8])], [weight])
+    model = tmp_path / "dollar.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model))
+    result = runner.invoke(app, ["plot", str(model), "-o", str(tmp_path / "d.svg"), "--kind", "roofline",
+                                 "-p", "titan-x-maxwell"])
+    assert result.exit_code == 0, result.output
+    assert "conv$\\frac$" in (tmp_path / "d.svg").read_text(encoding="utf-8")  # SVG text stays text
