@@ -231,9 +231,14 @@ def to_markdown(reports: Sequence[NetworkReport], top: int = 0) -> str:
     return "\n".join(parts)
 
 
+def _md_cell(text: str) -> str:
+    """A cell that cannot break the table: names are free text ('|' ends a cell, a newline ends the row)."""
+    return " ".join(text.splitlines()).replace("|", "\\|")
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    lines = ["| " + " | ".join(map(_md_cell, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 

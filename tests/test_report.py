@@ -157,3 +157,22 @@ def test_split_layer_tables_keep_whole_numbers():
     assert result.stdout.count("11,689,512") == 2
     timing = result.stdout[result.stdout.index("per-layer time on each profile"):]
     assert "titan-x-maxwell ms" in timing and "jetson-nano ms" in timing and "conv1" in timing
+
+
+def test_markdown_cells_hold_names_with_pipes_and_newlines(tmp_path):
+    # ONNX names are free text: '|' would end the cell and a newline the row
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    node = helper.make_node("Conv", ["in", "w"], ["out"], name="a|b\nc", pads=[1, 1, 1, 1])
+    graph = helper.make_graph([node], "net", [helper.make_tensor_value_info("in", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 8, 8])], [weight])
+    model = tmp_path / "pipes.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model))
+    result = runner.invoke(app, ["analyze", str(model), "--format", "markdown"])
+    assert result.exit_code == 0, result.output
+    layer_rows = [line for line in result.stdout.splitlines() if line.startswith("| 0 |")]
+    assert layer_rows == [layer_rows[0]] and "| a\\|b c |" in layer_rows[0]
+    assert layer_rows[0].count(" | ") == 8  # nine cells, as many as the header has
