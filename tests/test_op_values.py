@@ -158,6 +158,16 @@ def test_average_pool_divisors() -> None:
     np.testing.assert_allclose(include[0, 0], expected)
 
 
+def test_average_pool_divisors_are_worked_out_once_and_shared_read_only() -> None:
+    pool = AveragePool((3, 3), (1, 1), (1, 1, 1, 1))
+    first = pool.forward([np.ones((1, 1, 3, 3), np.float32)]).cache[0]
+    again = pool.forward([np.full((2, 4, 3, 3), 5, np.float32)]).cache[0]
+    assert again is first and not first.flags.writeable
+    np.testing.assert_array_equal(first[0, 0], [[4, 6, 4], [6, 9, 6], [4, 6, 4]])  # real pixels per window
+    other_size = pool.forward([np.ones((1, 1, 4, 4), np.float32)]).cache[0]
+    assert other_size.shape == (1, 1, 4, 4) and other_size is not first
+
+
 def test_small_forward_values() -> None:
     image = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
     assert MaxPool().forward([image]).out.item() == 4.0

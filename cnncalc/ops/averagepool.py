@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +48,12 @@ class AveragePool(_Pool):
 
     # ---- NumPy ---------------------------------------------------------------
     def _divisors(self, in_hw: tuple[int, int], dtype: np.dtype) -> np.ndarray:
-        """(1, 1, Ho, Wo) count of the positions each window averages over, from a window view of a mask."""
+        """(1, 1, Ho, Wo) count of the positions each window averages over, worked out once per op, map size
+        and dtype (read-only): building it took 60% of a LeNet-5 pool's forward at batch 1."""
+        return _divisor_grid(self, in_hw, np.dtype(dtype).str)
+
+    def _count_divisors(self, in_hw: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+        """The counts, from a window view of a mask of the real (and, with count_include_pad, padded) pixels."""
         _, ho, wo = self.output_shape([(1, *in_hw)])
         full = self._full_pads(in_hw, (ho, wo))
         top, left, bottom, right = self.pads
@@ -79,6 +85,13 @@ class AveragePool(_Pool):
         for rows, cols in self._slices(grad_out.shape[2:]):
             grad_xp[:, :, rows, cols] += share
         return [crop_pads(grad_xp, pads)]
+
+@functools.lru_cache(maxsize=128)
+def _divisor_grid(op: AveragePool, in_hw: tuple[int, int], dtype: str) -> np.ndarray:
+    grid = op._count_divisors(in_hw, np.dtype(dtype))
+    grid.flags.writeable = False  # shared by every run of the op
+    return grid
+
 
 AveragePool.examples = (
     # ceil_mode: ceil((8 + 2 - 3) / 2) + 1 = 5 windows (floor gives 4); the last one overhangs the padding
