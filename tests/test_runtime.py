@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -285,11 +286,33 @@ def test_bad_inputs_are_clear_errors(x, message: str, hint: str) -> None:
 def test_refuses_a_run_larger_than_free_memory(monkeypatch) -> None:
     rt = Runtime.from_graph(residual_graph())
     monkeypatch.setattr(runtime_module, "available_memory_bytes", lambda: 4096)
+    monkeypatch.setattr(runtime_module, "_last_memory_reading", None)  # an earlier test's reading is not this one
     # peak at batch 2 is 5632 bytes (see test_peak_by_hand...): more than the 4096 "available"
     with pytest.raises(RuntimeInputError, match="batch 2 needs about") as error:
         rt.run(np.zeros((2, 3, 8, 8), np.float32))
     assert "at most 1" in error.value.hint  # one sample needs 2816 bytes
     rt.run(np.zeros((1, 3, 8, 8), np.float32))
+
+
+def test_free_memory_is_read_again_unless_a_recent_reading_left_ample_room(monkeypatch) -> None:
+    rt = Runtime.from_graph(residual_graph())
+    readings = []
+
+    def reading() -> int:
+        readings.append(1)
+        return 40_000
+
+    monkeypatch.setattr(runtime_module, "available_memory_bytes", reading)
+    monkeypatch.setattr(runtime_module, "_last_memory_reading", None)
+    small = np.zeros((1, 3, 8, 8), np.float32)  # peak 2816 bytes: 4x that fits in 40,000
+    rt.run(small)
+    rt.run(small)
+    assert len(readings) == 1
+    rt.run(np.zeros((4, 3, 8, 8), np.float32))  # 11,264 bytes: 4x that does not, so it reads again
+    assert len(readings) == 2
+    monkeypatch.setattr(runtime_module, "_last_memory_reading", (time.monotonic() - 2.0, 40_000))  # too old
+    rt.run(small)
+    assert len(readings) == 3
 
 
 def test_wrong_weights_are_clear_errors() -> None:
