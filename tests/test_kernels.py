@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnncalc.ops import OPS
+from cnncalc.ops import OPS, _windows
 from cnncalc.ops._windows import _im2col_by_shifted_runs, im2col, pad_images
 
 
@@ -42,17 +42,24 @@ def columns_by_definition(x, kernel, strides, dilations, pads, out_hw):
 ])
 # conv outputs are channel-major views; one sample in NCHW is laid out the same
 @pytest.mark.parametrize(("batch", "channel_major"), [(2, False), (2, True), (1, False)])
+# these maps are tiny: by default every per-position copy is a single strided copy; 0 forces the former
+@pytest.mark.parametrize("window_copy_max", [_windows.WINDOW_COPY_MAX_TAP_VALUES, 0])
 def test_im2col_matches_its_definition(monkeypatch, kernel, strides, dilations, pads, batch,
-                                       channel_major) -> None:
-    from cnncalc.ops import _windows
-
-    shifted_runs = []
+                                       channel_major, window_copy_max) -> None:
+    shifted_runs, window_copies = [], []
 
     def counted_shifted_runs(*args):
         shifted_runs.append(args)
         return _im2col_by_shifted_runs(*args)
 
+    def counted_window_copy(*args):
+        window_copies.append(args)
+        return window_copy(*args)
+
+    window_copy = _windows._im2col_by_window_copy
     monkeypatch.setattr(_windows, "_im2col_by_shifted_runs", counted_shifted_runs)
+    monkeypatch.setattr(_windows, "_im2col_by_window_copy", counted_window_copy)
+    monkeypatch.setattr(_windows, "WINDOW_COPY_MAX_TAP_VALUES", window_copy_max)
     x = np.random.default_rng(1).standard_normal((batch, 3, 11, 12)).astype(np.float32)
     if channel_major:
         x = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
@@ -64,6 +71,9 @@ def test_im2col_matches_its_definition(monkeypatch, kernel, strides, dilations, 
     np.testing.assert_array_equal(cols, columns_by_definition(x, kernel, strides, dilations, pads, (ho, wo)))
     # same-size stride-1 outputs from one contiguous run per channel take the shifted-run copies
     assert bool(shifted_runs) == (strides == (1, 1) and (ho, wo) == (11, 12) and (channel_major or batch == 1))
+    by_phase = kh * kw >= 4 * sh * sw > 4
+    one_by_one = (kh, kw) == (1, 1) and not any(pads)
+    assert bool(window_copies) == (window_copy_max > 0 and not (shifted_runs or by_phase or one_by_one))
 
 
 def test_relu_keeps_nan_and_infinities() -> None:

@@ -70,8 +70,8 @@ def im2col(
     Rows run over (c, i, j) as a (Cout, Cin, kh, kw) weight flattens; columns over (n, ho, wo), so
     W(Cout, K) @ cols covers the whole batch in one BLAS call. A 1x1 stride-1 unpadded kernel needs
     no copy when the batch is laid out channel-major (as this kernel's own outputs are) or has one sample.
-    Other kernels copy one block per kernel position (small same-size maps: one shifted run per channel);
-    strided kernels with many taps go by stride phase.
+    Other kernels copy one block per kernel position (small same-size maps: one shifted run per channel;
+    tiny batches: one strided copy of all the windows); strided kernels with many taps go by stride phase.
     """
     n, c, h, w = x.shape
     (ho, wo), (kh, kw) = out_hw, kernel
@@ -84,7 +84,16 @@ def im2col(
     if (strides == (1, 1) and (ho, wo) == (h, w) and w <= SHIFTED_RUNS_MAX_WIDTH
             and x.transpose(1, 0, 2, 3).flags.c_contiguous):
         return _im2col_by_shifted_runs(x, kernel, dilations, pads)
+    if c * n * ho * wo <= WINDOW_COPY_MAX_TAP_VALUES:
+        return _im2col_by_window_copy(x, kernel, strides, dilations, pads, out_hw)
     return _im2col_by_taps(x, kernel, strides, dilations, pads, out_hw)
+
+
+#: Columns whose kernel positions copy at most this many values each come from one strided copy of the
+#: padded batch instead of one copy per kernel position, where NumPy's per-call cost dominates: LeNet-5's
+#: 5x5 convs (600-784 values per position at batch 1) took 22-27 us by position and 9-12 us in one copy,
+#: 55-79 -> 40-64 us at batch 8; a 3x3 conv on 28x28x32 (25,000 per position) was slower (49 -> 66 us).
+WINDOW_COPY_MAX_TAP_VALUES = 8192
 
 
 #: Maps at most this wide get their columns by `_im2col_by_shifted_runs`. NumPy copies a block row by row,
@@ -128,6 +137,25 @@ def _im2col_by_shifted_runs(
     for j, columns in zero_columns:
         cols[:, :, j, :, :, columns] = 0
     return cols.reshape(c * kh * kw, length), (n, c, h + top + bottom, w + left + right)
+
+
+def _im2col_by_window_copy(
+    x: np.ndarray,
+    kernel: tuple[int, int],
+    strides: tuple[int, int],
+    dilations: tuple[int, int],
+    pads: Pads,
+    out_hw: tuple[int, int],
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    """im2col as one copy of a (C, kh, kw, N, Ho, Wo) strided view of the padded batch: few NumPy calls."""
+    n, c = x.shape[:2]
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, strides, dilations, out_hw
+    xp = pad_images(x, pads)
+    step_n, step_c, step_h, step_w = xp.strides
+    windows = np.lib.stride_tricks.as_strided(
+        xp, (c, kh, kw, n, ho, wo), (step_c, dh * step_h, dw * step_w, step_n, sh * step_h, sw * step_w),
+        writeable=False)
+    return windows.reshape(c * kh * kw, n * ho * wo), xp.shape
 
 
 def _im2col_by_taps(
