@@ -151,13 +151,26 @@ def test_conv_in_sample_chunks_matches_the_whole_batch(monkeypatch, group) -> No
 # 1: a block per group; 6000: blocks of 2, 2, 1 groups in the first case (2880 bytes of output per group),
 # of 4 and 1 in the third (1280)
 @pytest.mark.parametrize("block_bytes", [None, 1, 6000])
-def test_depthwise_conv_matches_its_definition(monkeypatch, strides, dilations, pads, block_bytes) -> None:
+# multiplier 1 on these small maps runs channels-last unless that path is switched off (max pixels 0)
+@pytest.mark.parametrize(("multiplier", "channels_last_max"), [(2, None), (1, None), (1, 0)])
+def test_depthwise_conv_matches_its_definition(monkeypatch, strides, dilations, pads, block_bytes, multiplier,
+                                               channels_last_max) -> None:
     """y[n, g*m + k, r, q] = sum over (i, j) of w[g*m + k, 0, i, j] * padded x[n, g, r*sh + i*dh, q*sw + j*dw]."""
     from cnncalc.ops import conv as conv_module
 
     if block_bytes is not None:
         monkeypatch.setattr(conv_module, "DEPTHWISE_BLOCK_BYTES", block_bytes)
-    groups, multiplier = 5, 2
+    if channels_last_max is not None:
+        monkeypatch.setattr(conv_module, "DEPTHWISE_CHANNELS_LAST_MAX_PIXELS", channels_last_max)
+    channels_last = []
+    original = conv_module.Conv._depthwise_channels_last
+
+    def counted(self, *args):
+        channels_last.append(args)
+        return original(self, *args)
+
+    monkeypatch.setattr(conv_module.Conv, "_depthwise_channels_last", counted)
+    groups = 5
     op = OPS["Conv"]((3, 3), groups, groups * multiplier, strides=strides, dilations=dilations, pads=pads,
                      group=groups, bias=False)
     rng = np.random.default_rng(4)
@@ -177,3 +190,20 @@ def test_depthwise_conv_matches_its_definition(monkeypatch, strides, dilations, 
                 expected[:, out_channel, r, q] = (window * w[out_channel, 0]).sum(axis=(1, 2))
     np.testing.assert_allclose(got.out, expected, rtol=1e-12, atol=1e-12)
     assert got.macs == expected.size * 9  # one multiply-add per kernel position and output, as the analysis counts
+    assert bool(channels_last) == (multiplier == 1 and channels_last_max is None)  # 2 * Ho * Wo <= 784 pixels
+
+
+def test_depthwise_backward_is_the_same_after_a_channels_last_forward(monkeypatch) -> None:
+    # backward reads the padded input the forward kept; both forward paths must keep the same one
+    from cnncalc.ops import conv as conv_module
+
+    op = OPS["Conv"]((3, 3), 6, 6, strides=(2, 2), pads=(1, 0, 1, 1), group=6, bias=False)
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((2, 6, 9, 8)), rng.standard_normal((6, 1, 3, 3))
+    grad_out = rng.standard_normal(op.forward([x, w]).out.shape)
+    grads = {}
+    for limit in (784, 0):  # channels-last, then the blocked path
+        monkeypatch.setattr(conv_module, "DEPTHWISE_CHANNELS_LAST_MAX_PIXELS", limit)
+        grads[limit] = op.backward(grad_out, [x, w], op.forward([x, w]))
+    for last, blocked in zip(grads[784], grads[0], strict=True):
+        np.testing.assert_array_equal(last, blocked)

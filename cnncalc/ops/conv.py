@@ -13,7 +13,7 @@ else:
     from .._numpy import np
 
 from ..errors import ShapeError
-from ._windows import add_windows, crop_pads, im2col, phase_planes, window_view
+from ._windows import add_windows, crop_pads, im2col, pad_images, phase_planes, window_view
 from .base import Example, Forward, Op, Shape, SpecArgs, WeightSpec, Window, spatial, window_out
 
 #: im2col columns larger than this (about the development machine's last-level cache) are built and
@@ -24,6 +24,9 @@ COLUMN_CHUNK_BYTES = 8 * 2**20
 #: time, so that the passes hit the cache instead of memory: MobileNetV2 at batch 8 ran 14-19% faster with
 #: 256 KiB to 2 MiB blocks than in whole-batch passes (in-process A/Bs, 30 pairs each); at batch 1, -1 to +2%
 DEPTHWISE_BLOCK_BYTES = 2**20
+#: depthwise convs (one output channel per input channel) with at most this many output pixels (N*Ho*Wo)
+#: run channels-last; see `_depthwise_channels_last`
+DEPTHWISE_CHANNELS_LAST_MAX_PIXELS = 784
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,10 @@ class Conv(Op):
         n = x.shape[0]
         _, ho, wo = self.output_shape([tuple(x.shape[1:])])
         if self.in_channels == self.group and self.group > 1:
-            y, cache, macs = self._depthwise_forward(x, w, (ho, wo))
+            if self.out_channels == self.group and n * ho * wo <= DEPTHWISE_CHANNELS_LAST_MAX_PIXELS:
+                y, cache, macs = self._depthwise_channels_last(x, w, (ho, wo))
+            else:
+                y, cache, macs = self._depthwise_forward(x, w, (ho, wo))
         else:
             per_sample = self.in_channels * self.kernel_shape[0] * self.kernel_shape[1] * ho * wo * x.itemsize
             samples = n  # the whole batch in one BLAS call per group, its columns kept for backward
@@ -224,6 +230,35 @@ class Conv(Op):
             # g matrix products of (og x K) by (K x n*Ho*Wo)
             macs += cols.shape[0] * og * cols.shape[1] * cols.shape[2]
         return out, macs, (cols, padded_shape)
+
+    def _depthwise_channels_last(self, x: np.ndarray, w: np.ndarray,
+                                 out_hw: tuple[int, int]) -> tuple[np.ndarray, Any, int]:
+        """Depthwise on small maps with the channels innermost: per kernel position, one multiply-add of
+        every window by a contiguous row of one weight per channel.
+
+        NumPy multiplies by a scalar broadcast along each channel's run without its vector loops (about
+        2-3x slower than a contiguous pass on cached data); with the channels last both operands are
+        contiguous. Copying into and out of that layout costs a pass each, which the small maps of
+        MobileNetV2's later blocks (28x28 and below at batch 1) more than earn back.
+        """
+        n, c = x.shape[:2]
+        (kh, kw), (sh, sw), (dh, dw), (ho, wo) = self.kernel_shape, self.strides, self.dilations, out_hw
+        xp = pad_images(x, self.pads)  # kept for backward, as `_depthwise_forward` keeps it
+        last = np.ascontiguousarray(xp.transpose(0, 2, 3, 1))  # (N, Hp, Wp, C)
+        taps = np.ascontiguousarray(w.reshape(c, kh * kw).T)  # (kh*kw, C): one row per kernel position
+        total = np.empty((n, ho, wo, c), dtype=x.dtype)
+        term = np.empty_like(total)
+        for k in range(kh * kw):
+            i, j = divmod(k, kw)
+            windows = last[:, i * dh : i * dh + (ho - 1) * sh + 1 : sh, j * dw : j * dw + (wo - 1) * sw + 1 : sw]
+            if k == 0:
+                np.multiply(windows, taps[0], out=total)
+            else:
+                np.multiply(windows, taps[k], out=term)
+                total += term
+        out = np.empty((n, c, ho, wo), dtype=x.dtype)
+        out[...] = total.transpose(0, 3, 1, 2)
+        return out, (xp,), kh * kw * out.size
 
     def _depthwise_forward(self, x: np.ndarray, w: np.ndarray,
                            out_hw: tuple[int, int]) -> tuple[np.ndarray, Any, int]:
