@@ -176,12 +176,14 @@ def root() -> None:
     fit_tables_to_stdout()
 
 
+#: the width tables may take when stdout is a file or a pipe: wide enough for any table's natural width
+REDIRECTED_WIDTH = 1000
+
+
 def fit_tables_to_stdout() -> None:
     """Tables fit the terminal; redirected to a file or a pipe (CI logs, `> report.txt`) they keep their full
     width instead of rich's default of 80 columns, which cut numbers to '...'. COLUMNS, when set, wins."""
     redirected = not out.is_terminal and not os.environ.get("COLUMNS", "").isdigit()
-    from .render import REDIRECTED_WIDTH
-
     out.width = REDIRECTED_WIDTH if redirected else None  # type: ignore[assignment]  # None: detect again
 
 

@@ -61,8 +61,6 @@ def _field_text(layer: LayerReport) -> str:
 
 # ---- bars and the heaviest layers (terminal table, --top) ----------------------
 BAR_WIDTH = 6
-#: the console width the CLI sets when stdout is a file or a pipe: wide enough for any table's natural width
-REDIRECTED_WIDTH = 1000
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 
 

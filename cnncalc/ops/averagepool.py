@@ -86,6 +86,7 @@ class AveragePool(_Pool):
             grad_xp[:, :, rows, cols] += share
         return [crop_pads(grad_xp, pads)]
 
+
 @functools.lru_cache(maxsize=128)
 def _divisor_grid(op: AveragePool, in_hw: tuple[int, int], dtype: str) -> np.ndarray:
     grid = op._count_divisors(in_hw, np.dtype(dtype))
