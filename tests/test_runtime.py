@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -12,12 +14,14 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from cnncalc import _blas as blas
 from cnncalc import runtime as runtime_module
 from cnncalc.analysis import analyze
 from cnncalc.errors import CnnCalcError, RuntimeInputError, UnsupportedOpError
 from cnncalc.ir import Graph, Node
 from cnncalc.onnx_io import to_onnx
 from cnncalc.ops.add import Add
+from cnncalc.ops.base import execution
 from cnncalc.ops.batchnormalization import BatchNormalization
 from cnncalc.ops.clip import Clip
 from cnncalc.ops.concat import Concat
@@ -173,6 +177,126 @@ def test_records_time_and_cache() -> None:
     assert records["c2"].cache_bytes == 36 * 2 * 4 * 4 * 4  # 4*3*3 rows of N*Ho*Wo = 2*4*4
     assert records["short"].cache_bytes == 2 * 3 * 16 * 4  # 1x1 stride 2: every other pixel copied
     assert all(r.time_s >= 0 for r in records.values())
+
+
+# ---- inference batches split over threads ---------------------------------------------
+def allow_split(monkeypatch, threads: int) -> None:
+    """Pretend OpenBLAS has `threads` threads and the process as many cores, and make any work worth a part."""
+    monkeypatch.setattr(runtime_module, "blas_threads", lambda: threads)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(threads)), raising=False)
+    monkeypatch.setattr(runtime_module, "PARALLEL_MIN_MACS_PER_PART", 1)
+
+
+def spy_on_parts(monkeypatch) -> list[tuple[bool, int]]:
+    """Per part run: whether it ran on the main thread, and its samples."""
+    calls: list[tuple[bool, int]] = []
+    original = Runtime._run_part
+
+    def spy(self, x, parts, record):
+        calls.append((threading.current_thread() is threading.main_thread(), x.shape[0]))
+        return original(self, x, parts, record)
+
+    monkeypatch.setattr(Runtime, "_run_part", spy)
+    return calls
+
+
+@pytest.mark.parametrize("make", [residual_graph, branchy_graph])
+def test_split_batch_matches_the_whole_batch_onnxruntime_and_analysis(make, monkeypatch) -> None:
+    graph = make()
+    weights = init_weights(graph, seed=3)
+    x = np.random.default_rng(0).standard_normal((5, *graph.input_shape)).astype(np.float32)
+    given = x.copy()
+    whole = Runtime(graph, weights).run(x, record=True)
+    allow_split(monkeypatch, threads=3)
+    calls = spy_on_parts(monkeypatch)
+    runtime = Runtime(graph, weights)
+    assert runtime.parallel_parts(5) == 3
+    split = runtime.run(x, record=True)
+    # 5 samples in 3 parts cut at round(5k/3) = 0, 2, 3, 5: the first part on the caller's thread
+    assert sorted(calls) == [(False, 1), (False, 2), (True, 2)]
+    assert np.array_equal(x, given)
+    assert relative_error(split.output, whole.output) < 1e-6  # the same kernels on fewer samples
+    assert relative_error(split.output, onnxruntime_output(graph, weights, x)) < RTOL
+    # the parts' MACs, bytes and live-bytes peaks add up to the whole batch's analysis
+    check_against_analysis(graph, split, batch=5, dtype="float32")
+
+
+def test_only_large_inference_batches_are_split(monkeypatch) -> None:
+    graph = residual_graph()
+    runtime = Runtime.from_graph(graph)
+    allow_split(monkeypatch, threads=2)
+    macs = analyze(graph, batch=1).totals.macs
+    monkeypatch.setattr(runtime_module, "PARALLEL_MIN_MACS_PER_PART", 2 * macs)  # a part needs two samples' work
+    assert runtime.parallel_parts(1) == 1
+    assert runtime.parallel_parts(3) == 1  # 3 samples' work makes one part of two samples' work
+    assert runtime.parallel_parts(4) == 2
+    assert runtime.parallel_parts(40) == 2  # no more parts than BLAS threads and cores
+    monkeypatch.setattr(runtime_module, "blas_threads", lambda: 1)  # OPENBLAS_NUM_THREADS=1
+    assert runtime.parallel_parts(40) == 1
+    monkeypatch.setattr(runtime_module, "blas_threads", lambda: None)  # NumPy not on OpenBLAS
+    assert runtime.parallel_parts(40) == 1
+    monkeypatch.setattr(runtime_module, "blas_threads", lambda: 8)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)  # taskset to one core
+    assert runtime.parallel_parts(40) == 1
+    # training (BN's batch statistics) and taped runs always see the whole batch
+    allow_split(monkeypatch, threads=2)
+    calls = spy_on_parts(monkeypatch)
+    x = np.ones((4, *graph.input_shape), np.float32)
+    runtime.run(x, training=True)
+    runtime.run(x, keep_tape=True)
+    assert calls == []
+    runtime.run(x)
+    assert len(calls) == 2
+
+
+def test_single_threaded_blas_restores_the_thread_count() -> None:
+    before = blas.blas_threads()
+    if before is None:
+        pytest.skip("NumPy does not use OpenBLAS here")
+    with blas.single_threaded_blas():
+        assert blas.blas_threads() == 1
+        with blas.single_threaded_blas():
+            assert blas.blas_threads() == 1
+        assert blas.blas_threads() == 1  # the inner block does not restore early
+    assert blas.blas_threads() == before
+    with pytest.raises(ValueError), blas.single_threaded_blas():
+        raise ValueError
+    assert blas.blas_threads() == before
+
+
+def test_a_failing_part_is_a_clear_error_and_blas_gets_its_threads_back(monkeypatch) -> None:
+    before = blas.blas_threads()
+    runtime = Runtime.from_graph(residual_graph())
+    allow_split(monkeypatch, threads=2)
+    original = Runtime._run_nodes
+
+    def out_of_memory_off_the_main_thread(self, *args):
+        if threading.current_thread() is not threading.main_thread():
+            raise MemoryError
+        return original(self, *args)
+
+    monkeypatch.setattr(Runtime, "_run_nodes", out_of_memory_off_the_main_thread)
+    with pytest.raises(RuntimeInputError, match="ran out of memory"):
+        runtime.run(np.ones((4, 3, 8, 8), np.float32))
+    assert blas.blas_threads() == before
+
+
+def test_parts_running_at_once_share_the_column_budget(monkeypatch) -> None:
+    from cnncalc.ops import conv as conv_module
+
+    conv = Conv((3, 3), 3, 4, pads=(1, 1, 1, 1))
+    rng = np.random.default_rng(0)
+    x, w, b = (rng.standard_normal(shape).astype(np.float32) for shape in [(2, 3, 8, 8), (4, 3, 3, 3), (4,)])
+    # the batch's columns: 27 rows (3 channels x 3x3) of 2 x 64 pixels, 4 bytes each = 13,824 bytes (6,912 a sample)
+    monkeypatch.setattr(conv_module, "COLUMNS_CHUNKED_ABOVE", 20_000)
+    monkeypatch.setattr(conv_module, "COLUMN_CHUNK_BYTES", 8_000)
+    whole = conv.forward([x, w, b])
+    assert whole.cache[0].nbytes == 13_824  # one chunk, kept
+    # two parts at once: chunked above 10,000 bytes, in chunks of 4,000 bytes, i.e. one sample at a time
+    monkeypatch.setattr(execution, "parts", 2)
+    shared = conv.forward([x, w, b])
+    assert shared.cache is None  # chunked: backward would rebuild the columns
+    assert relative_error(shared.out, whole.out) < 1e-6
 
 
 # ---- backward ------------------------------------------------------------------------

@@ -13,6 +13,7 @@ Nothing outside `ops/` branches on the type of an op; it asks the op.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -65,6 +66,19 @@ class Forward:
     out: np.ndarray
     cache: Any = None
     macs: int = 0  # multiply-accumulates the kernel performed, counted from the arrays it used
+
+
+class _Execution(threading.local):
+    """Per thread: how many parts of a split batch run at once (see `Runtime.parallel_parts`).
+
+    Kernels that size their working set by the last-level cache (conv's column chunks) give each
+    part its share of it, since the parts run on cores that share the cache.
+    """
+
+    parts = 1
+
+
+execution = _Execution()
 
 
 @dataclass(frozen=True)
