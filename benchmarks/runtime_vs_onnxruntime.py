@@ -7,7 +7,9 @@ model and batch so that a slow period of the machine spreads over all of them: i
 engine gets a short pause (so that the previous engine's still-spinning worker threads do not slow
 it), one untimed warm-up run, then the timed run. Prints median latencies, the
 ratios, the GFLOP/s each reaches (2 FLOPs per MAC of the analysis), the host's matmul peak from
-`cnncalc calibrate` as the physical limit, a memory-bandwidth probe per round (to tell a disturbed run),
+`cnncalc calibrate` as the physical limit, a memory-bandwidth probe and a cross-core probe per round
+(to tell a disturbed run; cnncalc splits batches of 2 or more over the cores, batch 1 suffers when they do
+not share a cache),
 whether the speed goals of the backend's issue hold,
 where cnncalc's time goes per op type, and the peak RSS of running ResNet-50 at batch 8 next to the
 analysis' predicted inference memory.
@@ -198,6 +200,49 @@ class BandwidthProbe:
                 f"{sum(rate < 2 / 3 * rates[-1] for rate in rates)} of {len(rates)}")
 
 
+class CrossCoreProbe:
+    """Writing 4 MiB last written by another core, against writing one's own: cheap where the cores share a
+    cache, about 15x dearer where they do not (the development VM's two cores are at times on separate dies;
+    docs/runtime.md). Measured at the start of every round; skipped with fewer than two usable cores."""
+
+    SPLIT_CACHE_RATIO = 4  # a remote write this many times the local one: the cores do not share a cache
+
+    def __init__(self) -> None:
+        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        self.cores = cores[:2]
+        self.shared, self.own = np.ones(2**20, dtype=np.float32), np.ones(2**20, dtype=np.float32)
+        self.ratios: list[float] = []
+
+    def measure(self) -> None:
+        if len(self.cores) < 2:
+            return
+        import threading
+
+        def write_on_other_core() -> None:
+            os.sched_setaffinity(0, {self.cores[1]})
+            self.shared.fill(2.0)
+
+        everywhere = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {self.cores[0]})
+        try:
+            other = threading.Thread(target=write_on_other_core)
+            other.start()
+            other.join()
+            remote = timed(lambda: self.shared.fill(3.0))
+            self.own.fill(2.0)
+            local = timed(lambda: self.own.fill(3.0))
+        finally:
+            os.sched_setaffinity(0, everywhere)
+        self.ratios.append(remote / local)
+
+    def summary(self) -> str:
+        if not self.ratios:
+            return "cross-core probe: skipped (fewer than two usable cores)"
+        split = sum(ratio >= self.SPLIT_CACHE_RATIO for ratio in self.ratios)
+        return (f"cores without a shared cache (a write to memory the other core wrote >= "
+                f"{self.SPLIT_CACHE_RATIO}x a write to its own) at the start of {split} of {len(self.ratios)} rounds")
+
+
 #: issue 5's speed goals: (model, batch, engine compared, "max" or "min", bound) on the ratio of medians
 SPEED_GOALS = [("resnet18", 8, "onnxruntime", "max", 2.0), ("resnet50", 8, "onnxruntime", "max", 2.0),
                ("resnet18", 1, "reference", "min", 20.0)]
@@ -250,9 +295,10 @@ def main() -> None:
         # run: a slow period of the machine (seconds to minutes) then touches a few rounds of every
         # configuration instead of all the rounds of one
         reference_rounds = {k * args.repeat // reference_runs for k in range(reference_runs)}
-        probe = BandwidthProbe()
+        probe, cross_core = BandwidthProbe(), CrossCoreProbe()
         for round_index in range(args.repeat):
             probe.measure()
+            cross_core.measure()
             for bench in benches:
                 bench.round(with_reference=round_index in reference_rounds)
             print(f"  round {round_index + 1} of {args.repeat}", file=sys.stderr)
@@ -284,6 +330,7 @@ def main() -> None:
           f"load average now {os.getloadavg()[0]:.2f}")
     print(table(header, rows))
     print(probe.summary())
+    print(cross_core.summary())
     print_speed_goals(results)
     print("\nwhere cnncalc's time goes (one recorded run, ms per op type):")
     for r in results:
