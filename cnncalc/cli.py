@@ -367,7 +367,8 @@ def run(
         emit(json.dumps(summary.to_json(), indent=2) + "\n", None)
         return
     lines = [
-        f"{summary.model}: batch {summary.batch}, {summary.dtype}, median of {summary.repeat} run(s)",
+        f"{summary.model}: batch {summary.batch}, {summary.dtype}, median of {summary.repeat} run(s)"
+        + (f", split over {summary.parts} threads (docs/runtime.md)" if summary.parts > 1 else ""),
         f"latency {summary.latency_s * 1e3:.2f} ms, {summary.throughput_per_s:.1f} samples/s, "
         f"{summary.achieved_flops_per_s / 1e9:.1f} GFLOP/s achieved",
         f"peak live activations {summary.peak_live_bytes / 2**20:.2f} MiB "

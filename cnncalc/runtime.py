@@ -64,6 +64,7 @@ class RunResult:
     records: list[NodeRecord] = field(default_factory=list)
     peak_live_bytes: int = 0  # largest sum of live activation tensors (input included) during the run
     time_s: float = 0.0  # wall time of the node loop
+    parts: int = 1  # threads the batch was split over (see Runtime.parallel_parts)
 
     @property
     def macs(self) -> int:
@@ -214,7 +215,7 @@ class Runtime:
         if keep_tape:
             self._tape = tape
             self._output_shape = tuple(output.shape)
-        return RunResult(output, records, peak, total)
+        return RunResult(output, records, peak, total, parts)
 
     def parallel_parts(self, batch: int) -> int:
         """Into how many parts an inference batch is split, each run by its own thread with single-threaded BLAS.
@@ -374,6 +375,7 @@ class RunSummary:
     layers: list[LayerTiming]
     output: np.ndarray = field(repr=False)
     check: dict[str, Any] | None = None  # onnxruntime comparison: max_abs_diff, max_rel_diff, version
+    parts: int = 1  # threads the batch was split over, each running its part through the whole network
 
     @property
     def throughput_per_s(self) -> float:
@@ -393,7 +395,7 @@ class RunSummary:
             "throughput_per_s": self.throughput_per_s, "macs": self.macs,
             "achieved_gflops_per_s": self.achieved_flops_per_s / 1e9,
             "peak_live_bytes": self.peak_live_bytes, "predicted_peak_bytes": self.predicted_peak_bytes,
-            "weight_bytes": self.weight_bytes, "output_shape": list(self.output.shape),
+            "weight_bytes": self.weight_bytes, "output_shape": list(self.output.shape), "parts": self.parts,
             "layers": [{"name": t.name, "op_type": t.op_type, "shape": list(t.shape), "macs": t.macs,
                         "output_bytes": t.output_bytes, "time_ms": t.time_s * 1e3} for t in self.layers],
             "check": self.check,
@@ -430,7 +432,7 @@ def measure(runtime: Runtime, x: np.ndarray, repeat: int = 1) -> RunSummary:
         model=runtime.graph.name, batch=batch, dtype=runtime.dtype.name, repeat=repeat,
         latency_s=float(np.median(times)), latency_min_s=min(times), macs=first.macs,
         peak_live_bytes=first.peak_live_bytes, predicted_peak_bytes=peak_activation_bytes(graph),
-        weight_bytes=runtime.weight_bytes, layers=layers, output=first.output,
+        weight_bytes=runtime.weight_bytes, layers=layers, output=first.output, parts=first.parts,
     )
 
 

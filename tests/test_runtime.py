@@ -214,6 +214,7 @@ def test_split_batch_matches_the_whole_batch_onnxruntime_and_analysis(make, monk
     split = runtime.run(x, record=True)
     # 5 samples in 3 parts cut at round(5k/3) = 0, 2, 3, 5: the first part on the caller's thread
     assert sorted(calls) == [(False, 1), (False, 2), (True, 2)]
+    assert (whole.parts, split.parts) == (1, 3)
     assert np.array_equal(x, given)
     assert relative_error(split.output, whole.output) < 1e-6  # the same kernels on fewer samples
     assert relative_error(split.output, onnxruntime_output(graph, weights, x)) < RTOL
@@ -247,6 +248,16 @@ def test_only_large_inference_batches_are_split(monkeypatch) -> None:
     assert calls == []
     runtime.run(x)
     assert len(calls) == 2
+
+
+def test_cli_run_says_how_the_batch_was_split(monkeypatch) -> None:
+    allow_split(monkeypatch, threads=2)
+    text = cli(CHAIN, "--batch", "4")
+    assert text.exit_code == 0, text.output
+    assert "split over 2 threads" in text.stdout
+    data = json.loads(cli(CHAIN, "--batch", "4", "--format", "json").stdout)
+    assert data["parts"] == 2
+    assert data["peak_live_bytes"] == data["predicted_peak_bytes"]
 
 
 def test_single_threaded_blas_restores_the_thread_count() -> None:
