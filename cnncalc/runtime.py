@@ -201,10 +201,15 @@ class Runtime:
         batch = x.shape[0]
         self.check_memory(batch, keep_tape)
         parts = 1 if training or keep_tape else self.parallel_parts(batch)
+        # work too small for two threads (see PARALLEL_MIN_MACS_PER_PART) runs all its matmuls on this thread
+        small = not (training or keep_tape) and parts == 1 and self._threads_for(batch) < 2
         start = time.perf_counter()
         try:
             if parts > 1:
                 output, records, peak = self._run_split(x, parts, record)
+            elif small:
+                with single_threaded_blas():
+                    output, records, peak, tape = self._run_nodes(x, training, record, keep_tape, rng)
             else:
                 output, records, peak, tape = self._run_nodes(x, training, record, keep_tape, rng)
         except MemoryError:
@@ -229,17 +234,22 @@ class Runtime:
         as OpenBLAS's threads (so OPENBLAS_NUM_THREADS=1 turns splitting off), the cores this process
         may use and the samples allow, each with at least PARALLEL_MIN_MACS_PER_PART of work.
         """
+        if batch < 2:
+            return 1
+        parts = min(batch, self._threads_for(batch))
+        return parts if parts >= 2 else 1
+
+    def _threads_for(self, batch: int) -> int:
+        """Threads worth using on this batch: at most OpenBLAS's and the usable cores', one per unit of work."""
         threads = blas_threads()
-        if threads is None or threads < 2 or batch < 2:
+        if threads is None or threads < 2:
             return 1
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         if self._macs_per_sample is None:
             shapes = self.graph.shapes
             self._macs_per_sample = sum(node.op.macs([shapes[name] for name in node.inputs], shapes[node.name])
                                         for node in self.graph.nodes)
-        by_work = self._macs_per_sample * batch // PARALLEL_MIN_MACS_PER_PART
-        parts = min(batch, threads, cores, by_work)
-        return parts if parts >= 2 else 1
+        return max(1, min(threads, cores, self._macs_per_sample * batch // PARALLEL_MIN_MACS_PER_PART))
 
     def _run_split(self, x: np.ndarray, parts: int, record: bool) -> tuple[np.ndarray, list[NodeRecord], int]:
         """Inference on `parts` contiguous slices of the batch at once; the output, merged records and peak."""

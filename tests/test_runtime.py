@@ -260,6 +260,32 @@ def test_cli_run_says_how_the_batch_was_split(monkeypatch) -> None:
     assert data["peak_live_bytes"] == data["predicted_peak_bytes"]
 
 
+def test_small_work_runs_its_matmuls_on_one_thread(monkeypatch) -> None:
+    import contextlib
+
+    entered: list[int] = []
+
+    @contextlib.contextmanager
+    def counting():
+        entered.append(1)
+        yield
+
+    monkeypatch.setattr(runtime_module, "single_threaded_blas", counting)
+    graph = residual_graph()
+    runtime = Runtime.from_graph(graph)
+    x = np.ones((1, *graph.input_shape), np.float32)
+    allow_split(monkeypatch, threads=2)
+    macs = analyze(graph, batch=1).totals.macs
+    monkeypatch.setattr(runtime_module, "PARALLEL_MIN_MACS_PER_PART", macs + 1)  # one sample: less than a part
+    runtime.run(x)
+    assert len(entered) == 1
+    runtime.run(x, training=True)  # training keeps OpenBLAS as it is
+    assert len(entered) == 1
+    monkeypatch.setattr(runtime_module, "PARALLEL_MIN_MACS_PER_PART", macs // 2)  # worth two threads
+    runtime.run(x)  # batch 1 does not split, so OpenBLAS keeps its threads
+    assert len(entered) == 1
+
+
 def test_single_threaded_blas_restores_the_thread_count() -> None:
     before = blas.blas_threads()
     if before is None:
