@@ -583,13 +583,15 @@ def _merged(parts: tuple[NodeRecord, ...]) -> NodeRecord:
 #: 5.0-5.5 -> 4.4-4.8 ms; MobileNetV2 at batch 2 44-49 -> 28-30 ms
 PARALLEL_MIN_MACS_PER_PART = 10_000_000
 _PART_POOL: ThreadPoolExecutor | None = None
+_PART_POOL_PID = 0  # the process that made the pool: a child forked after a split run has none of its threads
 
 
 def _part_pool(workers: int) -> ThreadPoolExecutor:
     """The threads that run the parts of split batches beside the caller's (created once, grown on demand)."""
-    global _PART_POOL
-    if _PART_POOL is None or _PART_POOL._max_workers < workers:  # noqa: SLF001 (no public size)
+    global _PART_POOL, _PART_POOL_PID
+    if _PART_POOL is None or _PART_POOL._max_workers < workers or _PART_POOL_PID != os.getpid():  # noqa: SLF001
         _PART_POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cnncalc-part")
+        _PART_POOL_PID = os.getpid()
     return _PART_POOL
 
 

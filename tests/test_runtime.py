@@ -286,6 +286,32 @@ def test_small_work_runs_its_matmuls_on_one_thread(monkeypatch) -> None:
     assert len(entered) == 1
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_process_forked_after_a_split_run_can_split_again(monkeypatch) -> None:
+    # a forked child inherits the pool object but none of its threads; a part handed to it would never run
+    graph = residual_graph()
+    runtime = Runtime.from_graph(graph)
+    allow_split(monkeypatch, threads=2)
+    x = np.ones((4, *graph.input_shape), np.float32)
+    expected = runtime.run(x).output
+    pid = os.fork()
+    if pid == 0:  # the child: exit code 0 only if the split run finishes with the same output
+        try:
+            os._exit(0 if np.array_equal(runtime.run(x).output, expected) else 1)
+        finally:
+            os._exit(2)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child's split run did not finish")
+
+
 def test_single_threaded_blas_restores_the_thread_count() -> None:
     before = blas.blas_threads()
     if before is None:
