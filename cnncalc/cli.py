@@ -280,7 +280,11 @@ def export(
     seed: Annotated[
         int, typer.Option("--seed", metavar="SEED", help="Seed of the He/Kaiming weight initialization.")
     ] = 0,
-    opset: Annotated[int, typer.Option("--opset", metavar="OPSET", help="ONNX opset version (13 or newer).")] = 17,
+    opset: Annotated[
+        int | None,
+        typer.Option("--opset", metavar="OPSET", show_default=False,
+                     help="ONNX opset version, 13 or newer (default 17, or the first that has every layer's attributes)."),
+    ] = None,
     batch: Annotated[
         int | None, typer.Option("--batch", "-b", metavar="N", min=1, help="Fix the batch dimension to N.")
     ] = None,

@@ -193,6 +193,20 @@ def test_opset_default_and_range():
             onnx_io.to_onnx(graph, opset=bad)
 
 
+def test_a_layer_that_needs_a_later_opset_gets_it_or_a_clear_error(tmp_path):
+    # ONNX's operator docs: LpPool has ceil_mode from opset 18, so opset 17 would fail the checker
+    graph = parse("7x7x2|LP(2,ceil=1)")
+    model = onnx_io.to_onnx(graph)
+    assert model.opset_import[0].version == 18
+    onnx.checker.check_model(model, full_check=True)
+    with pytest.raises(CnnCalcError, match="needs ONNX opset 18"):
+        onnx_io.to_onnx(graph, opset=17)
+    assert onnx_io.to_onnx(parse("7x7x2|LP(2)")).opset_import[0].version == 17  # without ceil: the default
+    target = tmp_path / "lp.onnx"
+    result = CliRunner().invoke(app, ["export", "7x7x2|LP(2,ceil=1)", "-o", str(target), "--opset", "17"])
+    assert result.exit_code == 1 and "--opset 18" in result.output and not target.exists()
+
+
 def test_wrong_weights_are_refused():
     graph = parse("8x8x3|3x3x3x4")
     with pytest.raises(CnnCalcError, match="shape"):

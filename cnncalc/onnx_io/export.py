@@ -27,14 +27,28 @@ def check_opset(opset: int) -> int:
     return opset
 
 
-def to_onnx(graph: Graph, weights: Weights | None = None, *, seed: int = 0, opset: int = DEFAULT_OPSET,
+def needed_opset(graph: Graph, opset: int | None) -> int:
+    """`opset`, or when None the default or the first opset that has every layer's attributes."""
+    needing = max(graph.nodes, key=lambda node: node.op.min_opset(), default=None)
+    first = needing.op.min_opset() if needing is not None else 0
+    if opset is None:
+        return max(DEFAULT_OPSET, first)
+    if needing is not None and opset < first:
+        raise CnnCalcError(f"layer {needing.name} ({needing.op.describe()}) needs ONNX opset {first} or newer: "
+                           f"{needing.op.op_type} has these attributes only from opset {first}, not in {opset}",
+                           hint=f"use --opset {first}, or leave --opset out to get it")
+    return opset
+
+
+def to_onnx(graph: Graph, weights: Weights | None = None, *, seed: int = 0, opset: int | None = None,
             batch: int | None = None, dynamic_batch: bool = True) -> onnx.ModelProto:
     """The graph as an ONNX model with real weights (He init from `seed` unless given), ready to run or train.
 
-    The batch dimension is fixed to `batch` when given, else symbolic ("batch") with `dynamic_batch`,
-    else the graph's own batch.
+    The opset is DEFAULT_OPSET unless a layer's attributes need a later one (`Op.min_opset`); an opset
+    asked for that lacks them is refused, since the file would fail the checker. The batch dimension is
+    fixed to `batch` when given, else symbolic ("batch") with `dynamic_batch`, else the graph's own batch.
     """
-    check_opset(opset)
+    opset = check_opset(needed_opset(graph, opset))
     if graph.unsupported:
         raise UnsupportedOpError(f"cannot export {graph.name}: it has ops cnncalc does not know "
                                  f"({', '.join(graph.unsupported)})", hint="export the original model instead")

@@ -216,6 +216,10 @@ class Op:
         """The ONNX node's attributes; the default is every dataclass field."""
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
+    def min_opset(self) -> int:
+        """The first ONNX opset that has this instance's attributes (0: any opset cnncalc writes)."""
+        return 0
+
     def spec_name(self) -> str:
         """Canonical spec-language name of this instance, e.g. `ReLU6`."""
         return self.spec_names[0] if self.spec_names else self.op_type

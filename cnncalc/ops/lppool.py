@@ -38,6 +38,9 @@ class LpPool(_Pool):
             del attributes["ceil_mode"]  # LpPool has ceil_mode only from opset 18
         return attributes
 
+    def min_opset(self) -> int:
+        return 18 if self.ceil_mode else 0  # the ONNX spec adds LpPool's ceil_mode in opset 18
+
     def flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
         # kh * kw squares and kh * kw adds (the last one standing for the square root) per output element
         return self._out_elements(out_shape) * 2 * self._window_size()
@@ -67,4 +70,5 @@ class LpPool(_Pool):
 LpPool.examples = (
     Example(LpPool(), ((3, 6, 6),), "default 2x2"),
     Example(LpPool((3, 2), (2, 1), (1, 1, 1, 1)), ((2, 7, 6),), "non-square k s p1"),
+    Example(LpPool((3, 3), (2, 2), (0, 0, 0, 0), ceil_mode=1), ((2, 8, 8),), "ceil k3 s2 (opset 18)"),
 )
