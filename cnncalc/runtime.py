@@ -480,6 +480,13 @@ def read_input(path: str | Path, runtime: Runtime) -> np.ndarray:
     return np.array(mapped)  # read into memory
 
 
+class OnnxruntimeLacksKernel(CnnCalcError):
+    """onnxruntime cannot run the model at all (e.g. Conv in float64): nothing to compare with."""
+
+
+ORT_INPUT_TYPES = {"tensor(double)": np.float64, "tensor(float16)": np.float16}
+
+
 def check_with_onnxruntime(model: Any, input_name: str, x: np.ndarray, output: np.ndarray,
                            threads: int | None = None) -> dict[str, Any]:
     """Run the same ONNX model (path or ModelProto) in onnxruntime and compare: max absolute and relative difference."""
@@ -495,10 +502,15 @@ def check_with_onnxruntime(model: Any, input_name: str, x: np.ndarray, output: n
     try:
         session = onnxruntime.InferenceSession(str(source) if isinstance(source, Path) else source, options,
                                                providers=["CPUExecutionProvider"])
-        wanted = np.float64 if session.get_inputs()[0].type == "tensor(double)" else np.float32
+        wanted = ORT_INPUT_TYPES.get(session.get_inputs()[0].type, np.float32)  # the file's own element type
         expected = session.run(None, {input_name: x.astype(wanted, copy=False)})[0]
     except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise CnnCalcError(f"onnxruntime could not run the model: {error}") from None
+        text = " ".join(str(error).split())  # one line
+        if "NOT_IMPLEMENTED" in text:
+            raise OnnxruntimeLacksKernel(f"onnxruntime has no kernel for this model: {text}",
+                                         hint="its CPU provider lacks some float64 ops; "
+                                              "compare a float32 export instead") from None
+        raise CnnCalcError(f"onnxruntime could not run the model: {text}") from None
     if expected.shape != output.shape:
         raise CnnCalcError(f"onnxruntime's output has shape {expected.shape}, cnncalc's {output.shape}")
     difference = np.abs(expected.astype(np.float64) - output.astype(np.float64))

@@ -53,6 +53,36 @@ def test_every_line_passes_on_a_small_network():
     assert "each alone" in report.check(vf.GRADIENTS).detail
 
 
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs onnxruntime")
+def test_a_float16_network_is_compared_with_onnxruntime_in_float16(tmp_path):
+    # the file's input is float16: onnxruntime refused the float32 batch cnncalc used to hand it
+    spec = tmp_path / "half.yaml"
+    spec.write_text(f"name: half\ndtype: float16\nnetwork: \"{SMALL}\"\n")
+    graph = load(str(spec)).networks[0]
+    report = vf.verify(graph, grad_budget_s=2.0)
+    line = next(check for check in report.checks if check.name == vf.ONNXRUNTIME)
+    assert line.passed, vf.check_line(line)
+    assert report.ok
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs onnxruntime")
+def test_a_model_onnxruntime_has_no_kernel_for_is_skipped_not_failed(tmp_path):
+    # onnxruntime's CPU provider has no float64 Conv (NOT_IMPLEMENTED): nothing to compare with
+    spec = tmp_path / "double.yaml"
+    spec.write_text("name: double\ndtype: float64\nnetwork: 8x8x3|3x3x3x4(p=1)|ReLU|GAP|FC(2)\n")
+    report = vf.verify(load(str(spec)).networks[0], grad_budget_s=2.0)
+    line = next(check for check in report.checks if check.name == vf.ONNXRUNTIME)
+    assert line.passed is None and "no kernel" in line.detail
+    assert report.ok
+
+
+def test_a_network_without_weights_skips_the_training_line():
+    report = vf.verify(parse("15x15x4|MP(3,s=2,ceil=1)|AP(2,ceil=1)|GMP"), grad_budget_s=2.0)
+    lines = {check.name: check for check in report.checks}
+    assert lines[vf.TRAINING].passed is None and "no trainable weights" in lines[vf.TRAINING].detail
+    assert report.ok
+
+
 def test_a_wrong_backward_fails_the_gradient_line(monkeypatch):
     from cnncalc.ops.relu import Relu
 
