@@ -331,7 +331,11 @@ def run(
     seed: Annotated[
         int, typer.Option("--seed", metavar="SEED", help="Seed of the random input and of a spec's weights.")
     ] = 0,
-    batch: Annotated[int, typer.Option("--batch", "-b", metavar="N", min=1, help="Batch of the random input.")] = 1,
+    batch: Annotated[
+        int | None,
+        typer.Option("--batch", "-b", metavar="N", min=1, show_default=False,
+                     help="Batch of the random input (default: the model's fixed batch or the spec's batch, else 1)."),
+    ] = None,
     repeat: Annotated[
         int, typer.Option("--repeat", "-r", metavar="N", min=1, help="Timed runs; the median is reported.")
     ] = 1,
@@ -355,7 +359,10 @@ def run(
         runtime, source = Runtime.from_file(model, dtype=dtype), model
     else:
         runtime, source = Runtime.from_graph(single_network(model, variant), seed=seed, dtype=dtype), None
-    x = read_input(input_path, runtime) if input_path is not None else random_input(runtime, batch, seed)
+    if input_path is not None:
+        x = read_input(input_path, runtime)
+    else:
+        x = random_input(runtime, batch if batch is not None else runtime.graph.batch, seed)
     summary = measure(runtime, x, repeat)
     if check:
         from .onnx_io import to_onnx

@@ -484,6 +484,15 @@ class OnnxruntimeLacksKernel(CnnCalcError):
     """onnxruntime cannot run the model at all (e.g. Conv in float64): nothing to compare with."""
 
 
+def _onnxruntime_failure(error: Exception) -> CnnCalcError:
+    """onnxruntime's error on one line; a kernel it lacks (it resolves them when loading) as its own kind."""
+    text = " ".join(str(error).split())
+    if "NOT_IMPLEMENTED" in text:
+        return OnnxruntimeLacksKernel(f"onnxruntime has no kernel for this model: {text}",
+                                      hint="its CPU provider lacks some float64 ops; compare a float32 export instead")
+    return CnnCalcError(f"onnxruntime could not run the model: {text}")
+
+
 ORT_INPUT_TYPES = {"tensor(double)": np.float64, "tensor(float16)": np.float16}
 
 
@@ -503,14 +512,17 @@ def check_with_onnxruntime(model: Any, input_name: str, x: np.ndarray, output: n
         session = onnxruntime.InferenceSession(str(source) if isinstance(source, Path) else source, options,
                                                providers=["CPUExecutionProvider"])
         wanted = ORT_INPUT_TYPES.get(session.get_inputs()[0].type, np.float32)  # the file's own element type
+        fixed = session.get_inputs()[0].shape[0]
+    except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise _onnxruntime_failure(error) from None
+    if isinstance(fixed, int) and fixed != x.shape[0]:
+        raise RuntimeInputError(f"the model fixes its batch to {fixed} and onnxruntime runs no other; "
+                                f"this input has {x.shape[0]}",
+                                hint=f"run it at batch {fixed} (--batch {fixed}, or an --input of {fixed} samples)")
+    try:
         expected = session.run(None, {input_name: x.astype(wanted, copy=False)})[0]
     except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types
-        text = " ".join(str(error).split())  # one line
-        if "NOT_IMPLEMENTED" in text:
-            raise OnnxruntimeLacksKernel(f"onnxruntime has no kernel for this model: {text}",
-                                         hint="its CPU provider lacks some float64 ops; "
-                                              "compare a float32 export instead") from None
-        raise CnnCalcError(f"onnxruntime could not run the model: {text}") from None
+        raise _onnxruntime_failure(error) from None
     if expected.shape != output.shape:
         raise CnnCalcError(f"onnxruntime's output has shape {expected.shape}, cnncalc's {output.shape}")
     difference = np.abs(expected.astype(np.float64) - output.astype(np.float64))

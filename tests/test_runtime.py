@@ -634,6 +634,27 @@ def test_cli_run_json_with_check() -> None:
                                                               "Flatten", "Gemm"]
 
 
+def test_cli_run_of_a_fixed_batch_model_runs_its_batch_and_check_refuses_another(tmp_path: Path) -> None:
+    model = tmp_path / "b4.onnx"
+    onnx.save(to_onnx(parse(CHAIN), batch=4), model)
+    result = cli(str(model), "--format", "json", "--check")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["batch"] == 4  # the file's batch, not 1
+    out = tmp_path / "y.npy"
+    result = cli(str(model), "--batch", "2", "--check", "-o", str(out))
+    assert result.exit_code == 1
+    assert "fixes its batch to 4" in result.output and "--batch 4" in result.output
+    assert "Traceback" not in result.output and not out.exists()
+
+
+def test_cli_run_uses_the_batch_of_a_spec_file(tmp_path: Path) -> None:
+    spec = tmp_path / "net.yaml"
+    spec.write_text(f"name: net\nbatch: 3\nnetwork: \"{CHAIN}\"\n")
+    result = cli(str(spec), "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["batch"] == 3
+
+
 def test_cli_run_input_and_output_files(tmp_path: Path) -> None:
     x = np.random.default_rng(4).standard_normal((2, 3, 8, 8)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
