@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .errors import CnnCalcError
+from .ir import MAX_BATCH
 
 app = typer.Typer(
     name="cnncalc",
@@ -92,7 +93,8 @@ ProfilesFileOpt = Annotated[
     ),
 ]
 BatchOpt = Annotated[
-    int | None, typer.Option("--batch", "-b", metavar="N", min=1, help="Batch size (default: the spec's, or 1).")
+    int | None,
+    typer.Option("--batch", "-b", metavar="N", min=1, max=MAX_BATCH, help="Batch size (default: the spec's, or 1)."),
 ]
 DtypeOpt = Annotated[
     str | None, typer.Option("--dtype", metavar="DTYPE", help="float32, float16 or int8 (bytes per value).")
@@ -278,15 +280,16 @@ def export(
     ] = None,
     variant: VariantOpt = None,
     seed: Annotated[
-        int, typer.Option("--seed", metavar="SEED", help="Seed of the He/Kaiming weight initialization.")
+        int, typer.Option("--seed", metavar="SEED", min=0, help="Seed of the He/Kaiming weight initialization.")
     ] = 0,
     opset: Annotated[
         int | None,
         typer.Option("--opset", metavar="OPSET", show_default=False,
-                     help="ONNX opset version, 13 or newer (default 17, or the first that has every layer's attributes)."),
+                     help="ONNX opset version, 13 or newer (default 17, or the first with every layer's attributes)."),
     ] = None,
     batch: Annotated[
-        int | None, typer.Option("--batch", "-b", metavar="N", min=1, help="Fix the batch dimension to N.")
+        int | None,
+        typer.Option("--batch", "-b", metavar="N", min=1, max=MAX_BATCH, help="Fix the batch dimension to N."),
     ] = None,
     dynamic_batch: Annotated[
         bool, typer.Option("--dynamic-batch", help="A symbolic batch dimension (the default without --batch).")
@@ -329,11 +332,11 @@ def run(
         Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the output array to this .npy.")
     ] = None,
     seed: Annotated[
-        int, typer.Option("--seed", metavar="SEED", help="Seed of the random input and of a spec's weights.")
+        int, typer.Option("--seed", metavar="SEED", min=0, help="Seed of the random input and of a spec's weights.")
     ] = 0,
     batch: Annotated[
         int | None,
-        typer.Option("--batch", "-b", metavar="N", min=1, show_default=False,
+        typer.Option("--batch", "-b", metavar="N", min=1, max=MAX_BATCH, show_default=False,
                      help="Batch of the random input (default: the model's fixed batch or the spec's batch, else 1)."),
     ] = None,
     repeat: Annotated[
@@ -636,7 +639,9 @@ def train(
     epochs: Annotated[
         int, typer.Option("--epochs", "-e", metavar="N", min=1, help="Passes over the training data.")
     ] = 10,
-    batch: Annotated[int, typer.Option("--batch", "-b", metavar="N", min=1, help="Samples per step.")] = 32,
+    batch: Annotated[
+        int, typer.Option("--batch", "-b", metavar="N", min=1, max=MAX_BATCH, help="Samples per step.")
+    ] = 32,
     lr: Annotated[
         float | None, typer.Option("--lr", metavar="LR", help="Learning rate (default 0.01 Adam, 0.05 SGD).")
     ] = None,
@@ -669,7 +674,7 @@ def train(
         str, typer.Option("--layout", metavar="LAYOUT", help=".npz x layout: auto, nhwc or nchw.")
     ] = "auto",
     seed: Annotated[
-        int, typer.Option("--seed", metavar="SEED", help="Seed of weights, data split, shuffling, dropout.")
+        int, typer.Option("--seed", metavar="SEED", min=0, help="Seed of weights, data split, shuffling, dropout.")
     ] = 0,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", metavar="FILE", help="Save the trained model (.onnx).")
@@ -761,7 +766,9 @@ def training_progress(epochs: int) -> Iterator[tuple[Callable[..., None], Callab
 @friendly
 def verify(
     spec: SpecArg,
-    seed: Annotated[int, typer.Option("--seed", metavar="SEED", help="Seed of the weights and the random inputs.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", metavar="SEED", min=0, help="Seed of the weights and the random inputs.")
+    ] = 0,
     grad_seconds: Annotated[
         float,
         typer.Option(

@@ -27,6 +27,10 @@ class Node:
     implicit: bool = False  # inserted by cnncalc, e.g. the Flatten before an FC on an image
 
 
+#: the largest batch a network is analysed or run at (one dimension of a tensor; as ONNX import's MAX_DIM)
+MAX_BATCH = 10**6
+
+
 @dataclass(frozen=True)
 class Graph:
     """A whole network: input, nodes in topological order, one output."""
@@ -46,8 +50,9 @@ class Graph:
     def __post_init__(self) -> None:
         if self.dtype not in DTYPE_BYTES:
             raise CnnCalcError(f"unknown dtype {self.dtype!r}", hint=f"use one of {', '.join(DTYPE_BYTES)}")
-        if self.batch < 1:
-            raise CnnCalcError(f"batch must be at least 1, got {self.batch}")
+        if not 1 <= self.batch <= MAX_BATCH:
+            raise CnnCalcError(f"batch must be 1 to {MAX_BATCH:,}, got {self.batch:,}",
+                               hint="for the largest batch that fits, see the 'max batch' of a hardware profile (-p)")
         known = {self.input_name}
         for node in self.nodes:
             if node.name in known:

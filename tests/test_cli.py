@@ -98,6 +98,27 @@ def test_bad_flags_and_inputs_are_clean_errors(tmp_path):
     assert not list((tmp_path).glob("**/*.json"))
 
 
+def test_out_of_range_seeds_and_batches_are_usage_errors(tmp_path):
+    # a negative seed reached NumPy's generator (internal error); a 310-digit batch overflowed a float
+    target = tmp_path / "t.onnx"
+    for args in (
+        ("export", "8x8x1|FC(2)", "-o", str(target), "--seed", "-5"),
+        ("run", "8x8x1|FC(2)", "--seed", "-1"),
+        ("train", "8x8x1|FC(2)", "--seed", "-1", "--epochs", "1"),
+        ("verify", "8x8x1|FC(2)", "--seed", "-1"),
+        ("analyze", "8x8x1|FC(2)", "-b", "1" + "0" * 310),
+        ("analyze", "8x8x1|FC(2)", "-b", "1000001"),
+    ):
+        result = run(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Invalid value" in result.output and "Traceback" not in result.output
+    assert not target.exists()
+    spec = tmp_path / "big.yaml"
+    spec.write_text("name: big\nbatch: 100000000\nnetwork: 8x8x1|FC(2)\n")
+    result = run("analyze", str(spec))
+    assert result.exit_code == 1 and "batch must be 1 to 1,000,000" in result.output
+
+
 def test_names_that_look_like_rich_markup_print_as_written(tmp_path):
     # ONNX names are free text; rich reads '[/x]' as a closing tag (a crash) and '[red]' as a style (text lost)
     import numpy as np
