@@ -231,15 +231,14 @@ def profiles(
     fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="table or json.")] = "table",
 ) -> None:
     """List the hardware profiles (built-in, per-user config, --profiles files), or show one."""
-    import json
-
     from .hardware import format_table, get_profiles, load_profiles, profile_detail_rows, profile_rows
+    from .render import json_text
 
     check_choice(fmt, ("table", "json"), "--format")
     known = load_profiles(profiles_file or ())
     chosen = {name: get_profiles([name], profiles_file or ())[0]} if name else known
     if fmt == "json":
-        emit(json.dumps({key: p.to_json() for key, p in chosen.items()}, indent=2) + "\n", None)
+        emit(json_text({key: p.to_json() for key, p in chosen.items()}), None)
         return
     emit(format_table(*(profile_detail_rows(chosen[name]) if name else profile_rows(chosen))), None)
 
@@ -350,10 +349,10 @@ def run(
 ) -> None:
     """Execute the network with the NumPy backend: output, per-layer time, latency, throughput, memory."""
     import io
-    import json
 
     from .fileio import write_atomic
     from .hardware import format_table
+    from .render import json_text
     from .runtime import Runtime, check_with_onnxruntime, measure, random_input, read_input
 
     check_choice(fmt, ("table", "json"), "--format")
@@ -378,7 +377,7 @@ def run(
         write_atomic(output, buffer.getvalue(), force=force)
         say_written(output)
     if fmt == "json":
-        emit(json.dumps(summary.to_json(), indent=2) + "\n", None)
+        emit(json_text(summary.to_json()), None)
         return
     lines = [
         f"{summary.model}: batch {summary.batch}, {summary.dtype}, median of {summary.repeat} run(s)"
@@ -686,9 +685,8 @@ def train(
     variant: VariantOpt = None,
 ) -> None:
     """Train the network with the NumPy backend; Ctrl-C stops after the current step and still saves."""
-    import json
-
     from .hardware import format_table
+    from .render import json_text
     from .train import TrainConfig, history_rows, load_data, summary_lines
     from .train import train as run_training
 
@@ -716,7 +714,7 @@ def train(
         save_model(to_onnx(graph, result.weights, seed=seed), output, force=force)
         say_written(output)
     if fmt == "json":
-        emit(json.dumps(result.to_dict() | {"output": str(output) if output else None}, indent=2) + "\n", None)
+        emit(json_text(result.to_dict() | {"output": str(output) if output else None}), None)
     else:
         emit(format_table(*history_rows(result)) + "\n".join(summary_lines(result)) + "\n", None)
     if result.interrupted:
@@ -782,8 +780,7 @@ def verify(
     variant: VariantOpt = None,
 ) -> None:
     """Check the chain spec -> analysis -> ONNX -> execution -> gradients -> training; exit 1 if a line fails."""
-    import json
-
+    from .render import json_text
     from .verify import summary_line
     from .verify import verify as run_checks
 
@@ -806,7 +803,7 @@ def verify(
         if fmt == "table":
             out.print(escape(summary_line(reports[-1])), highlight=False, soft_wrap=True)
     if fmt == "json":
-        emit(json.dumps([report.to_dict() for report in reports], indent=2) + "\n", None)
+        emit(json_text([report.to_dict() for report in reports]), None)
     if not all(report.ok for report in reports):
         raise typer.Exit(1)
 

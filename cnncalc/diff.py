@@ -9,12 +9,11 @@ was replaced, layers are paired in order and shown as changed. Every figure come
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .render import human_bytes, human_count, human_ms, shape_text
+from .render import human_bytes, human_count, human_ms, json_text, shape_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -181,7 +180,7 @@ def to_json(diff: NetworkDiff) -> str:
         },
         "latency_s": {name: [diff.a.costs[name].latency_s, diff.b.costs[name].latency_s] for name in diff.profiles},
     }
-    return json.dumps(data, indent=2) + "\n"
+    return json_text(data)
 
 
 def to_markdown(diff: NetworkDiff, changed_only: bool = False) -> str:

@@ -414,8 +414,8 @@ class NetworkCost:
 
     @property
     def fits(self) -> bool:
-        """Whether batch 1 fits in usable memory for inference."""
-        return self.max_batch_inference > 0
+        """Whether the analysed batch fits in usable memory for inference (0 < batch <= the largest that fits)."""
+        return self.max_batch_inference >= max(1, self.batch)
 
     def to_json(self) -> dict[str, Any]:
         """Summary figures for --format json (per-layer times are rendered with the layers)."""

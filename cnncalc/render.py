@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -166,7 +167,23 @@ def network_json(report: NetworkReport) -> dict[str, Any]:
 
 def to_json(reports: Sequence[NetworkReport]) -> str:
     """The whole result as a JSON document."""
-    return json.dumps({"schema": SCHEMA, "networks": [network_json(r) for r in reports]}, indent=2) + "\n"
+    return json_text({"schema": SCHEMA, "networks": [network_json(r) for r in reports]})
+
+
+def json_text(data: Any) -> str:
+    """Indented JSON with infinities and NaN as null: JSON has no such numbers, and strict parsers
+    (JavaScript's JSON.parse, jq) reject Python's `Infinity` (e.g. the throughput of a network with no cost)."""
+    return json.dumps(_finite(data), indent=2, allow_nan=False) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 # ---- CSV and Markdown ------------------------------------------------------------

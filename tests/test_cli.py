@@ -98,6 +98,19 @@ def test_bad_flags_and_inputs_are_clean_errors(tmp_path):
     assert not list((tmp_path).glob("**/*.json"))
 
 
+def test_json_output_is_strict_json_when_a_figure_is_infinite():
+    # an identity network costs no time on any profile: its throughput (batch / 0 s) was printed as Infinity
+    import json
+
+    def refuse(constant):
+        raise AssertionError(f"non-JSON number {constant}")
+
+    result = run("analyze", "8x8x1|ID", "-p", "jetson-nano", "-f", "json")
+    assert result.exit_code == 0, result.output
+    profile = json.loads(result.stdout, parse_constant=refuse)["networks"][0]["profiles"]["jetson-nano"]
+    assert profile["latency_ms"] == 0 and profile["throughput_per_s"] is None
+
+
 def test_out_of_range_seeds_and_batches_are_usage_errors(tmp_path):
     # a negative seed reached NumPy's generator (internal error); a 310-digit batch overflowed a float
     target = tmp_path / "t.onnx"

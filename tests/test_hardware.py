@@ -136,6 +136,14 @@ def test_a_network_that_never_fits_gives_zero(tmp_path):
     assert cost.to_json()["fits"] is False
 
 
+def test_fits_says_whether_the_analysed_batch_fits(toy):
+    # test_max_batch_by_hand: 254 samples fit for inference on the toy profile; 255 do not
+    cost = analyze(parse(TINY), batch=254, profiles=[toy]).costs["toy"]
+    assert cost.max_batch_inference == 254 and cost.to_json()["fits"] is True
+    cost = analyze(parse(TINY), batch=255, profiles=[toy]).costs["toy"]
+    assert cost.max_batch_inference == 254 and cost.to_json()["fits"] is False
+
+
 def test_missing_dtype_peak_is_a_clear_error():
     report = analyze(parse(TINY), dtype="int8")
     with pytest.raises(CnnCalcError, match="titan-x-maxwell.*no peak rate for int8"):
