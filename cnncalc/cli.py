@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -130,7 +131,8 @@ def load_files(specs: list[str], allow_unsupported: bool = False) -> list[Any]:
 
 
 def pick_variants(files: list[Any], variants: list[str] | None) -> list[Any]:
-    """All networks of the files in order, or only the variants named with --variant."""
+    """All networks of the files in order, or only the variants named with --variant, in the order named
+    (`diff --variant b --variant a` compares b with a)."""
     networks = [graph for spec_file in files for graph in spec_file.networks]
     if not variants:
         return networks
@@ -138,7 +140,7 @@ def pick_variants(files: list[Any], variants: list[str] | None) -> list[Any]:
     missing = [name for name in variants if name not in known]
     if missing:
         raise CnnCalcError(f"no variant named {', '.join(missing)}", hint=f"variants here: {', '.join(known)}")
-    return [graph for graph in networks if graph.name in variants]
+    return [graph for name in dict.fromkeys(variants) for graph in networks if graph.name == name]
 
 
 def check_choice(value: str, choices: tuple[str, ...], option: str) -> str:
@@ -214,11 +216,23 @@ def analyze(
     reports, profiles = analyzed(spec, profile, profiles_file, batch, dtype, variant, allow_unsupported)
     for report in reports:
         refresh(report, object_size, profiles)  # the advice that needs costs or --object-size
+    if fmt == "table" and output is not None:  # the file's suffix names its format; any other gets the plain table
+        fmt = OUTPUT_FORMATS.get(output.suffix.lower(), fmt)
     if fmt == "table" and output is not None:
-        fmt = "markdown" if output.suffix in (".md", ".markdown") else "json" if output.suffix == ".json" else fmt
-    if fmt == "table" and output is not None:
-        raise CnnCalcError("--output needs a file format", hint="add --format json, csv or markdown")
+        buffer = io.StringIO()
+        render(reports, fmt, plain_console(buffer), top=top)
+        emit(buffer.getvalue(), output)
+        return
     emit(render(reports, fmt, out, top=top), output)
+
+
+#: `-o FILE` without --format: the format a suffix names
+OUTPUT_FORMATS = {".json": "json", ".csv": "csv", ".md": "markdown", ".markdown": "markdown"}
+
+
+def plain_console(buffer: io.StringIO) -> Console:
+    """Tables for a file: full width (as when stdout is redirected), no colour codes."""
+    return Console(file=buffer, width=REDIRECTED_WIDTH, no_color=True, soft_wrap=False)
 
 
 @app.command()
@@ -593,8 +607,15 @@ def diff(
             hint="give two specs, a file with two variants, or pick two with --variant",
         )
     result = diff_reports(reports[0], reports[1])
-    if fmt == "table" and output is None:
-        render_diff(result, out, changed_only)
+    if fmt == "table" and output is not None:  # the file's suffix names its format; any other gets the plain table
+        fmt = OUTPUT_FORMATS.get(output.suffix.lower(), fmt)
+        if fmt == "csv":
+            raise CnnCalcError("diff writes no CSV", hint="use a .json or .md file, or --format json|markdown")
+    if fmt == "table":
+        console = out if output is None else plain_console(buffer := io.StringIO())
+        render_diff(result, console, changed_only)
+        if output is not None:
+            emit(buffer.getvalue(), output)
         return
     emit(to_json(result) if fmt == "json" else to_markdown(result, changed_only), output)
 

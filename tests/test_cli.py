@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
 from cnncalc.cli import app
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
 NOTES_FIRST = "224x224x32|3x3x32x64(p=1)|224x224x64|MP|112x112x64"
 NOTES_SECOND = "224x224x32|3x3x32x64(p=0,s=2)|112x112x64"
 
@@ -98,10 +100,34 @@ def test_bad_flags_and_inputs_are_clean_errors(tmp_path):
     assert not list((tmp_path).glob("**/*.json"))
 
 
+def test_output_files_take_their_format_from_the_suffix(tmp_path):
+    # .csv was refused ("--output needs a file format"), a .txt too; diff wrote Markdown into d.json
+    for name, first in (("an.csv", "network,index,name"), ("an.json", "{"), ("an.md", "## "), ("an.txt", "network")):
+        result = run("analyze", NOTES_FIRST, "-o", str(tmp_path / name))
+        assert result.exit_code == 0, (name, result.output)
+        text = (tmp_path / name).read_text()
+        assert text.startswith(first), (name, text[:40])
+        assert "\x1b" not in text  # no colour codes in a file
+    titan = str(ROOT / "specs" / "titan_x_vs_jetson_nano.yaml")
+    result = run("diff", titan, "-o", str(tmp_path / "d.json"))
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "d.json").read_text())["schema"] == "cnncalc.diff/1"
+    result = run("diff", titan, "-o", str(tmp_path / "d.txt"))
+    assert result.exit_code == 0 and "full-res-then-pool -> strided" in (tmp_path / "d.txt").read_text()
+    result = run("diff", titan, "-o", str(tmp_path / "d.csv"))
+    assert result.exit_code == 1 and "no CSV" in result.output and not (tmp_path / "d.csv").exists()
+
+
+def test_variants_come_in_the_order_named():
+    titan = str(ROOT / "specs" / "titan_x_vs_jetson_nano.yaml")
+    result = run("diff", titan, "--variant", "strided", "--variant", "full-res-then-pool", "-f", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["a"], data["b"]) == ("strided", "full-res-then-pool")
+
+
 def test_json_output_is_strict_json_when_a_figure_is_infinite():
     # an identity network costs no time on any profile: its throughput (batch / 0 s) was printed as Infinity
-    import json
-
     def refuse(constant):
         raise AssertionError(f"non-JSON number {constant}")
 
