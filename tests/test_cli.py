@@ -118,6 +118,14 @@ def test_output_files_take_their_format_from_the_suffix(tmp_path):
     assert result.exit_code == 1 and "no CSV" in result.output and not (tmp_path / "d.csv").exists()
 
 
+def test_the_unsupported_op_hint_names_the_commands_that_take_the_flag(tmp_path):
+    # run said "pass --allow-unsupported", an option run does not have
+    model = str(ROOT / "tests" / "data" / "torch_tiny_unsupported.onnx")
+    result = run("run", model)
+    assert result.exit_code == 1 and "analyze, diff, plot and report take --allow-unsupported" in result.output
+    assert run("analyze", model, "--allow-unsupported").exit_code == 0
+
+
 def test_variants_come_in_the_order_named():
     titan = str(ROOT / "specs" / "titan_x_vs_jetson_nano.yaml")
     result = run("diff", titan, "--variant", "strided", "--variant", "full-res-then-pool", "-f", "json")

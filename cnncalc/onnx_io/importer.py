@@ -494,7 +494,8 @@ class _Importer:
         return UnsupportedOpError(
             f"{self.label} uses ops cnncalc does not know:\n    " + "\n    ".join(lines),
             ops=self.unsupported,
-            hint="pass --allow-unsupported to analyse the rest (totals become lower bounds)",
+            hint="analyze, diff, plot and report take --allow-unsupported to analyse the rest (totals become "
+                 "lower bounds); run, export, train and verify need a kernel for every op",
         )
 
     def _inferred_dims(self, output: str) -> tuple[int | None, ...] | None:
