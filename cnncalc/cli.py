@@ -166,9 +166,12 @@ def emit(text: str | None, output: Path | None) -> None:
 def selected_profiles(spec_defaults: list[str], names: list[str] | None, files: list[Path] | None) -> list[Any]:
     """Profiles from -p, else the spec file's defaults; none when neither names any."""
     wanted = list(names or []) or spec_defaults
+    from .hardware import get_profiles, load_profiles
+
     if not wanted:
+        if files:
+            load_profiles(files)  # a wrong --profiles file is an error even when no profile is asked for
         return []
-    from .hardware import get_profiles
 
     return get_profiles(wanted, files or ())
 

@@ -161,7 +161,11 @@ def _parse_yaml(text: str, where: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise SpecFileError(f"{where}: not valid YAML: {error}") from None
+        mark = getattr(error, "problem_mark", None)
+        place = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise SpecFileError(f"{where}: not valid YAML{place}: {problem}",
+                            hint="check the indentation and the quotes there") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -223,8 +227,12 @@ def _resolve(name: str, raw: dict[str, dict[str, Any]], origin: dict[str, str],
     base = dict(_resolve(base_name, raw, origin, (*seen, name)))
     base.pop("description", None)
     base["sources"] = {}  # the base's sources describe the base; figures taken over keep them below
+    dropped = set()
+    if "mem_gib" in fields and "usable_mem_gib" not in fields:
+        base.pop("usable_mem_gib", None)  # the base's share of its own memory: the new memory is all usable
+        dropped.add("usable_mem_gib")
     for key, source in (raw[base_name].get("sources") or {}).items():
-        if key not in fields:
+        if not _overrides(fields, str(key)) and key not in dropped:
             base["sources"][key] = f"from {base_name}: {source}"
     for key, value in fields.items():
         if key in MERGED and isinstance(value, dict) and isinstance(base.get(key), dict):
@@ -232,6 +240,14 @@ def _resolve(name: str, raw: dict[str, dict[str, Any]], origin: dict[str, str],
         elif key != "extends":
             base[key] = value
     return base
+
+
+def _overrides(fields: dict[str, Any], source_key: str) -> bool:
+    """Whether a profile's own fields set what a source key (`mem_gib`, `peak_tflops.float32`) describes."""
+    head, _, item = source_key.partition(".")
+    if head not in fields:
+        return False
+    return not item or not isinstance(fields[head], dict) or item in fields[head]
 
 
 def _build(name: str, fields: dict[str, Any], where: str, defaults: dict[str, Any]) -> Profile:

@@ -19,6 +19,7 @@ from cnncalc.hardware import (
     estimate_network,
     get_profiles,
     load_profiles,
+    profile_detail_rows,
     save_host_profile,
 )
 from cnncalc.ops.conv import Conv
@@ -236,6 +237,27 @@ def test_user_config_then_profiles_files_override(tmp_path, monkeypatch):
     mine = load_profiles()["mine"]
     assert mine.mem_bytes == 40 * 2**30 and mine.peak_flops_per_s["float16"] == 312e12
     assert mine.sources["mem_gb_per_s"].startswith("from a100:")
+
+
+def test_a_profile_that_extends_another_shows_its_own_sources_and_memory(tmp_path):
+    # docs/hardware.md's example: the overridden float32 peak showed rtx-3090's source, and a new mem_gib
+    # kept rtx-3090's usable 23 GiB (an error: more than the 16 GiB the profile has)
+    mine = write(tmp_path, "p.yaml", "profiles:\n  my-gpu:\n    extends: rtx-3090\n"
+                 "    peak_tflops: {float32: 22.6}\n    mem_gib: 16\n    sources: {peak_tflops: vendor sheet}\n")
+    gpu = get_profiles(["my-gpu"], [mine])[0]
+    rows = {row[0]: row for row in profile_detail_rows(gpu)[1]}
+    assert rows["peak_tflops.float32"][1:] == ["22.6", "vendor sheet"]
+    assert rows["peak_tflops.float16"][2].startswith("from rtx-3090:")  # not overridden: the base's source
+    assert gpu.usable_mem_bytes == gpu.mem_bytes == 16 * 2**30 and rows["usable_mem_gib"][2] == ""
+
+
+def test_a_broken_profiles_file_is_an_error_even_without_a_profile_asked_for(tmp_path):
+    result = CliRunner().invoke(app, ["analyze", "8x8x1|FC(2)", "--profiles", str(tmp_path / "nosuch.yaml")])
+    assert result.exit_code == 1 and "does not exist" in result.output
+    broken = write(tmp_path, "b.yaml", "profiles:\n  a: {mem_gib: 3\n  b: 2\n")
+    result = CliRunner().invoke(app, ["profiles", "--profiles", str(broken)])
+    assert result.exit_code == 1 and "not valid YAML at line 3" in result.output
+    assert len(result.output.strip().splitlines()) == 2  # the message and its hint
 
 
 def test_unknown_profile_suggests_the_near_name():
