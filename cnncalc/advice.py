@@ -300,7 +300,8 @@ def pool_placement(report: NetworkReport) -> list[Advice]:
                 "pool-before-classifier", "warning",
                 f"{layer.name} ({layer.label}) sits right before the classifier {following.name} "
                 f"({following.label}, {following.params:,} params on the pooled {_hwc(layer)}): "
-                f"max-pooling is best kept far from the final layer",
+                f"{'max-pooling' if layer.op_type == 'MaxPool' else 'a downsampling pool'} is best kept far "
+                f"from the final layer",
                 layer, hint="end the feature extractor with a conv and use GAP (or no pool) before FC",
                 pooled=_hwc(layer), classifier_params=following.params,
             ))

@@ -98,7 +98,7 @@ BatchOpt = Annotated[
     typer.Option("--batch", "-b", metavar="N", min=1, max=MAX_BATCH, help="Batch size (default: the spec's, or 1)."),
 ]
 DtypeOpt = Annotated[
-    str | None, typer.Option("--dtype", metavar="DTYPE", help="float32, float16 or int8 (bytes per value).")
+    str | None, typer.Option("--dtype", metavar="DTYPE", help="float32, float16, float64 or int8 (bytes per value).")
 ]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="table, json, csv or markdown.")]
 OutputOpt = Annotated[
@@ -441,13 +441,16 @@ def analyzed(
     dtype: str | None,
     variant: list[str] | None,
     allow_unsupported: bool = False,
+    loaded: list[Any] | None = None,
 ) -> tuple[list[Any], list[Any]]:
-    """Load, pick variants, analyse on the chosen profiles: (reports, profiles)."""
+    """Load, pick variants, analyse on the chosen profiles: (reports, profiles); the files go to `loaded`."""
     from .analysis import analyze as run_analysis
 
     if dtype is not None:
-        check_choice(dtype, ("float32", "float16", "int8"), "--dtype")
+        check_choice(dtype, ("float32", "float16", "float64", "int8"), "--dtype")
     files = load_files(spec, allow_unsupported)
+    if loaded is not None:
+        loaded.extend(files)
     defaults = list(dict.fromkeys(name for spec_file in files for name in spec_file.profiles))
     profiles = selected_profiles(defaults, profile, profiles_file)
     graphs = pick_variants(files, variant)
@@ -541,11 +544,14 @@ def report(
         from .plots import require_matplotlib
 
         require_matplotlib()
+    files: list[Any] = []
     try:
-        reports, profiles = analyzed(spec, profile, profiles_file, batch, dtype, variant, allow_unsupported)
+        reports, profiles = analyzed(spec, profile, profiles_file, batch, dtype, variant, allow_unsupported, files)
     except SpecError as error:  # the report still says what failed and how to fix it
         _write_report(failed(f"cnncalc report: {name}", error, sources), output)
         raise
+    if title is None and files and files[0].path is not None:
+        name = files[0].name  # a spec file's `name:` (an ONNX model's graph name)
     doc = build(
         reports,
         title=f"cnncalc report: {name}",

@@ -194,7 +194,9 @@ def test_pool_right_before_the_classifier():
     item = codes("16x16x3|3x3x3x8(p=1)|MP|FC(10)")["pool-before-classifier"][0]
     # FC on the pooled 8x8x8 = 512 values: 5,120 + 10 = 5,130 params
     assert item.numbers["classifier_params"] == 5_130
-    assert "8x8x8" in item.message
+    assert "8x8x8" in item.message and "max-pooling" in item.message
+    average = codes("16x16x3|3x3x3x8(p=1)|AP|FC(10)")["pool-before-classifier"][0]
+    assert "max-pooling" not in average.message and "a downsampling pool" in average.message  # LeNet-5's AP
 
 
 def test_well_placed_pools_are_quiet():

@@ -126,6 +126,18 @@ def test_the_unsupported_op_hint_names_the_commands_that_take_the_flag(tmp_path)
     assert run("analyze", model, "--allow-unsupported").exit_code == 0
 
 
+def test_report_title_is_the_spec_files_name_and_analyze_takes_float64(tmp_path):
+    target = tmp_path / "r.md"
+    result = run("report", str(ROOT / "specs" / "titan_x_vs_jetson_nano.yaml"), "-o", str(target), "--no-plots")
+    assert result.exit_code == 0, result.output
+    assert target.read_text().startswith("# cnncalc report: titan-x-vs-jetson-nano\n")  # its `name:`, not the stem
+    result = run("analyze", "8x8x3|3x3x3x4", "--dtype", "float64", "-f", "json")
+    assert result.exit_code == 0, result.output
+    totals = json.loads(result.stdout)["networks"][0]["totals"]
+    # by hand, 8 bytes a value: input 8x8x3 = 192 and output 6x6x4 = 144 live together; 3*3*3*4 + 4 = 112 params
+    assert (totals["peak_activation_bytes"], totals["weight_bytes"]) == ((192 + 144) * 8, 112 * 8)
+
+
 def test_variants_come_in_the_order_named():
     titan = str(ROOT / "specs" / "titan_x_vs_jetson_nano.yaml")
     result = run("diff", titan, "--variant", "strided", "--variant", "full-res-then-pool", "-f", "json")
