@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -148,6 +149,12 @@ def check_choice(value: str, choices: tuple[str, ...], option: str) -> str:
     if value not in choices:
         raise CnnCalcError(f"{option} {value!r} is not one of {', '.join(choices)}", hint=f"e.g. {option} {choices[0]}")
     return value
+
+
+def check_finite(value: float | None, option: str) -> None:
+    """A float flag that is a number: click's ranges let nan and inf through (nan compares false to bounds)."""
+    if value is not None and not math.isfinite(value):
+        raise CnnCalcError(f"{option} {value} is not a finite number", hint=f"give {option} a number such as 0.5")
 
 
 def emit(text: str | None, output: Path | None) -> None:
@@ -721,6 +728,8 @@ def train(
     from .train import train as run_training
 
     check_choice(fmt, ("table", "json"), "--format")
+    for value, option in ((lr, "--lr"), (weight_decay, "--weight-decay"), (val_fraction, "--val-fraction")):
+        check_finite(value, option)
     config = TrainConfig(
         epochs=epochs,
         batch=batch,
@@ -815,6 +824,7 @@ def verify(
     from .verify import verify as run_checks
 
     check_choice(fmt, ("table", "json"), "--format")
+    check_finite(grad_seconds, "--grad-seconds")
     reports = []
     for graph in pick_variants(load_files(spec), variant):
         if fmt == "table":

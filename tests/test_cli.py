@@ -172,6 +172,14 @@ def test_out_of_range_seeds_and_batches_are_usage_errors(tmp_path):
         assert result.exit_code == 2, (args, result.output)
         assert "Invalid value" in result.output and "Traceback" not in result.output
     assert not target.exists()
+    for args in (  # click's float ranges let nan through: verify then failed a line, train ran and diverged
+        ("verify", "8x8x1|FC(2)", "--grad-seconds", "nan"),
+        ("train", "8x8x1|FC(2)", "--weight-decay", "nan"),
+        ("train", "8x8x1|FC(2)", "--lr", "inf"),
+        ("train", "8x8x1|FC(2)", "--val-fraction", "nan"),
+    ):
+        result = run(*args)
+        assert result.exit_code == 1 and "is not a finite number" in result.output, (args, result.output)
     spec = tmp_path / "big.yaml"
     spec.write_text("name: big\nbatch: 100000000\nnetwork: 8x8x1|FC(2)\n")
     result = run("analyze", str(spec))
