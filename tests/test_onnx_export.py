@@ -207,6 +207,14 @@ def test_a_layer_that_needs_a_later_opset_gets_it_or_a_clear_error(tmp_path):
     assert result.exit_code == 1 and "--opset 18" in result.output and not target.exists()
 
 
+def test_an_exported_spec_imports_with_its_description_not_its_spec_text(tmp_path):
+    # the model's doc string holds the spec text (15 lines for LeNet-5), which became the table's title
+    graph = load(str(ROOT / "specs" / "lenet5.yaml")).networks[0]
+    target = tmp_path / "lenet.onnx"
+    onnx_io.save_model(onnx_io.to_onnx(graph), target)
+    assert onnx_io.import_onnx(target).description == graph.description == "LeNet-5 on 32x32 grey images, 10 classes."
+
+
 def test_wrong_weights_are_refused():
     graph = parse("8x8x3|3x3x3x4")
     with pytest.raises(CnnCalcError, match="shape"):

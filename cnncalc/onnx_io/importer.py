@@ -19,7 +19,7 @@ from ..ops import OPS
 from ..ops.base import Op, Shape, WeightSpec, numel, onnx_float
 from ..ops.unsupported import Unsupported
 from ..weights import Weights
-from .constants import DTYPES, ELEM_TYPES, MAX_DIM, MAX_ELEMENTS
+from .constants import DTYPES, ELEM_TYPES, MAX_DIM, MAX_ELEMENTS, SPEC_KEY
 from .export import contiguous, spec_or_empty
 from .folding import FOLDS, SYMBOLIC_BATCH, Const
 from .reading import attribute_value, check_names, default_opset, read_model, schema_input_names
@@ -108,7 +108,10 @@ class _Importer:
         if output is None or output == self.input_name:
             raise OnnxFileError(f"{self.label}: the output {outputs[0]!r} is not computed by any layer cnncalc reads",
                                 hint="the model must compute its output from its input")
-        description = self.model.doc_string or self.model.graph.doc_string
+        # the graph's own doc string describes it; a model's doc string may be cnncalc's stored spec text instead
+        stored_spec = {prop.key: prop.value for prop in self.model.metadata_props}.get(SPEC_KEY)
+        model_text = self.model.doc_string if self.model.doc_string != stored_spec else ""
+        description = self.model.graph.doc_string or model_text
         unsupported = tuple(f"{op_type} at {where}" for op_type, places in self.unsupported.items()
                             for where in places)
         try:
