@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,9 +44,13 @@ MAX_ELEMENTS = 10**12  # largest tensor (elements per sample), e.g. a flattened 
 MAX_LAYERS = 10_000  # nodes a spec may expand to
 MAX_STEPS = 100_000  # items instantiated (checkpoints and groups included), bounds the work of repeats
 MAX_REPEAT = 10_000  # largest `*N`
-MAX_DEPTH = 50  # brackets nested in one text
+MAX_DEPTH = 50  # brackets nested in one text (`[`, `res[`, `cat[`)
 MAX_BLOCK_DEPTH = 16  # blocks used inside blocks
 MAX_TEXT = 1_000_000  # characters of spec text
+#: Python frames the builder may need: up to 5 per bracket (a repeated res: item, repeat, item, branches, chain)
+#: in each of the texts along a chain of blocks (the spec's and MAX_BLOCK_DEPTH blocks'), and 5 per block use
+BUILD_FRAMES = (MAX_BLOCK_DEPTH + 1) * (5 * MAX_DEPTH + 5) + 200
+_ELEMENTS_HINT = f"cnncalc analyses tensors up to {MAX_ELEMENTS:,} elements: use a smaller input"
 KEYWORDS = ("res", "cat")
 #: names the YAML `defaults:` mapping may use -> the option key the ops read
 DEFAULT_KEYS = {"bias": "b"}
@@ -308,13 +314,8 @@ class _Parser:
         return self.fail("an item is missing here", token)
 
     def item(self, index: int) -> _Item:
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise self.fail(f"items are nested deeper than {MAX_DEPTH} levels", self.peek(),
-                            hint="use fewer brackets, or YAML blocks")
         start = self.peek().pos
         primary = self.primary(index)
-        self.depth -= 1
         if self.peek().kind != "*":
             return primary
         star = self.peek()
@@ -351,8 +352,9 @@ class _Parser:
             return _Named(self.src, token.pos, end, index, name=token.name,
                           options=opts.options if opts else None, options_pos=opts.pos if opts else 0)
         if token.kind == "[":
-            self.advance()
+            self.open_bracket(token)
             chain = self.chain(opener=token)
+            self.depth -= 1
             close = self.peek()
             if close.kind == ";":
                 raise self.fail("a group [...] holds one chain; ';' separates branches", close,
@@ -367,6 +369,14 @@ class _Parser:
         if token.kind == "*":
             raise self.fail("'*' must follow an item", token, hint="write item*3")
         raise self.fail("an item is missing here", token)
+
+    def open_bracket(self, opener: _Token) -> None:
+        """Step into a `[`; the limit counts brackets only, so `[` * MAX_DEPTH is the deepest accepted."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.fail(f"brackets are nested deeper than {MAX_DEPTH} levels", opener,
+                            hint="use fewer brackets, or YAML blocks")
+        self.advance()
 
     def after_bracket(self) -> None:
         if self.peek().kind == "options":
@@ -402,7 +412,7 @@ class _Parser:
         opener = self.peek()
         if opener.kind != "[":
             raise self.fail(f"{keyword} needs its branches in brackets", keyword_token, hint=f"write {usage}")
-        self.advance()
+        self.open_bracket(opener)
         branches = [self.chain(opener=opener)]
         while self.peek().kind == ";":
             separator = self.advance()
@@ -410,6 +420,7 @@ class _Parser:
                 raise self.fail("res takes at most two branches: main and shortcut", separator,
                                 hint="write res[main ; shortcut], or cat[...] to join more branches")
             branches.append(self.chain(opener=opener))
+        self.depth -= 1
         close = self.advance()  # chain() stops only at "]", ";" or an error
         if keyword == "cat" and len(branches) < 2:
             raise self.fail("cat needs at least two branches separated by ';'", keyword_token,
@@ -681,13 +692,17 @@ class _Builder:
             return
         wanted, actual = "x".join(map(str, want)), show_shape(self.shapes[x])
         message = f"{self.at(item, ctx)}: checkpoint {wanted} does not hold: the tensor here is {actual}"
-        changer = self.size_from[x] if got[:2] != want[:2] else self.channels_from[x]
+        size_differs = got[:2] != want[:2]
+        changer = self.size_from[x] if size_differs else self.channels_from[x]
         hint = None
-        if changer != "input":
+        if x == "input":
+            message += " (the input)"
+        elif changer == "input":  # layers ran, but none changed what differs: the input is where it comes from
+            kept = f"{got[0]}x{got[1]}" if size_differs else f"{got[2]} channels"
+            message += f"; the layers since {self.where['input']} keep its {kept}"
+        else:
             message += f"; {self.where[changer]}, gives {show_shape(self.shapes[changer])}"
             hint = self.suggest(changer, x, want)
-        else:
-            message += " (the input)"
         if hint is None:
             hint = f"if {actual} is what you meant, write {actual} here"
         raise SpecError(message + ctx.suffix, item.src.text, item.pos, hint=hint,
@@ -785,15 +800,29 @@ def parse(
                         hint="e.g. 224x224x3 | 3x3x3x16(p=1) | ReLU, or give input: in a YAML file")
         h, w, c = first.sizes
         shape: Shape = (c, h, w)
+        if numel(shape) > MAX_ELEMENTS:
+            raise _fail(src, _too_many_elements(shape), first.pos, first.end - first.pos, hint=_ELEMENTS_HINT)
         items = items[1:]
         input_where = f"the input {h}x{w}x{c}"
     else:
         shape = _as_shape(input_shape, source)
         input_where = f"the input {show_shape(shape)}"
     builder = _Builder(shape, input_where, parsed_blocks, _spec_defaults(defaults or {}))
-    output = builder.chain(_Chain(items, chain.pos, chain.end), "input", _Context())
+    with _recursion_room(BUILD_FRAMES):
+        output = builder.chain(_Chain(items, chain.pos, chain.end), "input", _Context())
     return Graph(name=name, input_shape=shape, nodes=tuple(builder.nodes), output=output, text=text,
                  dtype=dtype, batch=batch, shapes=dict(builder.shapes))
+
+
+@contextmanager
+def _recursion_room(frames: int) -> Iterator[None]:
+    """Raise Python's recursion limit by `frames` for a while: the documented limits nest deeper than its 1,000."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit + frames)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def parse_shape(text: str, source: str | None = None) -> Shape:
@@ -804,7 +833,10 @@ def parse_shape(text: str, source: str | None = None) -> Shape:
         raise _fail(src, f"{text.strip()!r} is not a shape HxWxC", 0, max(1, len(text)),
                     hint="write e.g. 224x224x3 (height x width x channels)")
     h, w, c = tokens[0].sizes
-    return _as_shape((c, h, w), source)
+    try:
+        return _as_shape((c, h, w), source)
+    except SpecError as exc:  # the same checks, pointing into the text
+        raise _fail(src, exc.message, tokens[0].pos, tokens[0].end - tokens[0].pos, hint=exc.hint) from None
 
 
 def _as_shape(shape: Shape | str, source: str | None) -> Shape:
@@ -816,7 +848,14 @@ def _as_shape(shape: Shape | str, source: str | None) -> Shape:
         raise SpecError(f"an input shape is (C, H, W) or 'HxWxC', not {shape!r}", source=source)
     if not all(1 <= d <= MAX_DIM for d in shape):
         raise SpecError(f"input shape {shape!r} has a size outside 1..{MAX_DIM:,}", source=source)
+    if numel(shape) > MAX_ELEMENTS:
+        raise SpecError(_too_many_elements(tuple(shape)), source=source, hint=_ELEMENTS_HINT)
     return tuple(shape)
+
+
+def _too_many_elements(shape: Shape) -> str:
+    """The input obeys the element limit of every other tensor, so an input-only spec cannot dodge it."""
+    return f"the input {show_shape(shape)} has {numel(shape):,} elements, above the limit of {MAX_ELEMENTS:,}"
 
 
 def _block_source(source: str | None, name: str) -> str:
@@ -850,5 +889,8 @@ def _spec_defaults(defaults: Mapping[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in defaults.items():
         option = DEFAULT_KEYS.get(str(key).lower(), str(key))
+        if option in DEFAULT_KEYS.values() and value not in (0, 1):  # on/off, as the option itself (b=0 or 1)
+            raise CnnCalcError(f"defaults {key}={value!r} must be true or false",
+                               hint=f"write defaults={{{key!r}: False}}")
         result[option] = int(value) if isinstance(value, bool) else value
     return result

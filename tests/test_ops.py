@@ -372,3 +372,29 @@ def test_pool_variations_are_other_pools() -> None:
     assert labels[:3] == ["p=1", "s=1", "s=3"]
     assert all(type(v) is type(mp) and v != mp for _, v in mp.variations())
 
+
+
+@pytest.mark.parametrize(("name", "items", "dims"), [
+    ("conv", [("b", "2")], (3, 3, 3, 8)),
+    ("fc", [(None, "10"), ("bias", "-1")], ()),
+    ("mp", [("ceil", "2")], ()),
+    ("lp", [("ceil_mode", "yes")], ()),
+    ("ap", [("cip", "-1")], ()),
+])
+def test_on_off_options_reject_other_values_at_the_option(name: str, items: list, dims: tuple) -> None:
+    args = SpecArgs([(key, value, i) for i, (key, value) in enumerate(items)], "spec", pos=99, dims=dims)
+    with pytest.raises(SpecError, match="must be 0 or 1") as info:
+        SPEC_NAMES[name].from_spec(args, [(3, 8, 8)])
+    assert info.value.pos == len(items) - 1  # the offset of the last option (the on/off one), not the op's 99
+
+
+@pytest.mark.parametrize(("items", "pos"), [
+    ([("min", "7")], 0),  # against the default max 6
+    ([("min", "3"), ("max", "3")], 1),  # equal bounds: the output would be the constant 3
+    ([("lo", "2"), ("hi", "1")], 1),
+])
+def test_clip_needs_min_below_max(items: list, pos: int) -> None:
+    args = SpecArgs([(key, value, i) for i, (key, value) in enumerate(items)], "spec", pos=99)
+    with pytest.raises(SpecError, match="must be below max") as info:
+        SPEC_NAMES["relu6"].from_spec(args, [(5,)])
+    assert info.value.pos == pos

@@ -419,3 +419,97 @@ def test_multiline_text_shows_the_line_of_the_error():
     text = "4x4x1 |\nReLU |\nrleu"
     rendered = fails(text).render().splitlines()
     assert rendered[1:3] == ["  rleu", "  ^^^^"]
+
+
+# ---- option values, limits, and what a failed checkpoint says about the input ----------------------
+def test_clip_needs_min_below_max():
+    cases = [
+        # min=7 against the default max=6: the caret goes under the only bound written
+        ("224x224x3|ReLU6(min=7)", "7", "max is 6 unless given"),
+        # equal bounds would make the layer a constant: also refused, caret under max
+        ("4x4x1|Clip(min=3,max=3)", "3)", "write a min below 3"),
+        ("4x4x1|Clip(max=-1)", "-1", "write a min below -1"),
+        ("4x4x1|Clip(min=inf)", "inf", "no bound"),
+    ]
+    for text, value, hint in cases:
+        error = fails(text)
+        assert "must be below max" in error.message and error.message.startswith("item 2: "), text
+        assert error.pos == text.rindex(value) and hint in error.hint, error.render()
+    ordered = parse("4x4x1|Clip(min=-1,max=1)|Clip(min=-inf,max=inf)").nodes
+    assert [node.op.describe() for node in ordered] == ["Clip(min=-1,max=1)", "Clip(min=-inf,max=inf)"]
+
+
+def test_on_off_options_take_only_0_or_1():
+    cases = [
+        ("224x224x3|3x3x3x8(b=2)", "2"),
+        ("224x224x3|3x3x3x8(bias=-1)", "-1"),
+        ("224x224x3|FC(10,b=5)", "5"),
+        ("224x224x3|MP(ceil=2)", "2"),
+        ("224x224x3|LP(ceil_mode=true)", "true"),
+        ("224x224x3|AP(cip=2)", "2"),
+    ]
+    for text, value in cases:
+        error = fails(text)
+        assert "must be 0 or 1" in error.message, text
+        # the caret is under the value, not the operator's name
+        assert (error.pos, error.length) == (text.rindex(value), len(value)), error.render()
+        assert "=0" in error.hint and "=1" in error.hint
+    graph = parse("8x8x2|3x3x2x2(p=1,b=0)|3x3x2x2(p=1,b=1)|AP(ceil=1,cip=1)|MP(ceil=0)|FC(3,b=0)")
+    conv1, conv2, ap, mp, fc = (node.op for node in graph.nodes if node.op.op_type != "Flatten")
+    assert (conv1.bias, conv2.bias, ap.ceil_mode, ap.count_include_pad, mp.ceil_mode, fc.bias) == (
+        False, True, 1, 1, 0, False)
+
+
+def test_defaults_bias_must_be_true_or_false():
+    with pytest.raises(CnnCalcError, match="must be true or false"):
+        parse("4x4x1|3x3x1x1", defaults={"bias": 2})
+
+
+def test_checkpoint_says_the_input_only_of_the_input():
+    cases = [
+        # cat of two 8x8 convs (p=1 keeps 8x8) gives 8x8x8: its 8x8 is the input's, its 8 channels the Concat's
+        ("8x8x3|cat[3x3x3x4(p=1);3x3x3x4(p=1)]|4x4x8",
+         "the tensor here is 8x8x8; the layers since the input 8x8x3 keep its 8x8"),
+        # a 3-to-3 conv inside res keeps the input's 3 channels
+        ("8x8x3|res[3x3x3x3(p=1)|8x8x4]",
+         "the tensor here is 8x8x3; the layers since the input 8x8x3 keep its 3 channels"),
+        ("8x8x3|ReLU|4x4x3", "the tensor here is 8x8x3; the layers since the input 8x8x3 keep its 8x8"),
+    ]
+    for text, kept in cases:
+        message = fails(text).message
+        assert kept in message and "(the input)" not in message, message
+    # a checkpoint on the input itself, also at the start of a branch
+    assert fails("8x8x3|8x8x4").message.endswith("the tensor here is 8x8x3 (the input)")
+    assert fails("8x8x3|res[8x8x4]").message.endswith("the tensor here is 8x8x3 (the input)")
+
+
+@pytest.mark.parametrize(("opener", "closer"), [("[", "]"), ("res[", "]"), ("cat[ReLU;", "]")])
+def test_brackets_nest_50_deep_and_no_deeper(opener, closer):
+    assert len(parse("4x4x1|" + opener * 50 + "ReLU" + closer * 50).nodes) >= 1
+    text = "4x4x1|" + opener * 51 + "ReLU" + closer * 51
+    error = fails(text)
+    assert "brackets are nested deeper than 50 levels" in error.message
+    # the caret is under the 51st '['
+    assert error.pos == len("4x4x1|") + 50 * len(opener) + opener.index("["), error.pos
+
+
+def test_documented_nesting_limits_fit_in_python_recursion():
+    # the spec and 16 blocks used inside each other, each text 50 brackets deep: 850 levels of groups
+    depth = 50
+    blocks = {f"b{i}": "[" * depth + f"b{i + 1}" + "]" * depth for i in range(15)}
+    blocks["b15"] = "[" * depth + "3x3x1x1(p=1)" + "]" * depth
+    graph = parse("4x4x1|" + "[" * depth + "b0" + "]" * depth, blocks=blocks)
+    assert [node.name for node in graph.nodes] == ["conv1"]
+
+
+def test_input_obeys_the_element_limit():
+    # 1,000,000 * 1,000,000 * 2 = 2 * 10^12 elements, above 10^12; with 1 channel it is exactly 10^12
+    text = "1000000x1000000x2"
+    error = fails(text)
+    assert "the input 1000000x1000000x2 has 2,000,000,000,000 elements" in error.message
+    assert (error.pos, error.length) == (0, len(text))
+    assert out("1000000x1000000x1") == "1000000x1000000x1"
+    for shape in ("1000000x1000000x2", (2, 1_000_000, 1_000_000)):
+        assert "above the limit of 1,000,000,000,000" in fails("ReLU", input_shape=shape).message
+    with pytest.raises(SpecError, match="2,000,000,000,000 elements"):
+        parse_shape(text)

@@ -40,9 +40,7 @@ class _Pool(Op):
         kernel = _read_pair(args, ("k", "kernel"), 0, (2, 2))
         strides = _read_pair(args, ("s", "stride", "strides"), None, kernel)
         pads = _read_pads(args, in_shapes, kernel, strides)
-        ceil_mode = args.integer("ceil", "ceil_mode", default=0)
-        if ceil_mode > 1:
-            raise args.error(None, f"{name} option ceil={ceil_mode} must be 0 or 1")
+        ceil_mode = int(args.switch("ceil", "ceil_mode", default=False, meaning="ceil_mode"))
         extra = cls._extra_from_spec(args)
         args.finish(name, "k, s, p (int or same), ceil (0 or 1)" + cls.extra_options)
         return cls(kernel, strides, pads, ceil_mode, **extra)

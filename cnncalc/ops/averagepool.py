@@ -27,10 +27,8 @@ class AveragePool(_Pool):
 
     @classmethod
     def _extra_from_spec(cls, args: SpecArgs) -> dict[str, Any]:
-        cip = args.integer("cip", "count_include_pad", default=0)
-        if cip > 1:
-            raise args.error(None, f"AP option cip={cip} must be 0 or 1")
-        return {"count_include_pad": cip}
+        cip = args.switch("cip", "count_include_pad", default=False, meaning="count_include_pad")
+        return {"count_include_pad": int(cip)}
 
     @classmethod
     def _extra_from_onnx(cls, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -162,6 +162,18 @@ class SpecArgs:
             raise self.error(index, f"option {keys[0]}={value} must lie in [{low}, {high}]")
         return number
 
+    def switch(self, *keys: str, default: bool, meaning: str) -> bool:
+        """An on/off option written 0 or 1; any other number is a typo, not a stronger "on"."""
+        found = self.raw(*keys)
+        if found is None:
+            return bool(self.defaults.get(keys[0], default))
+        value, index = found
+        if value not in ("0", "1"):
+            key = self.items[index][0] or keys[0]
+            raise self.error(index, f"option {key}={value} must be 0 or 1 ({meaning} off or on)",
+                             hint=f"write {key}=1 to turn {meaning} on, {key}=0 to turn it off")
+        return value == "1"
+
     def flag(self, *keys: str) -> bool:
         """A bare flag such as `dw`."""
         for i, (key, value, _pos) in enumerate(self.items):

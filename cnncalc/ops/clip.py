@@ -5,11 +5,12 @@ and lists them in `weights()` as constant scalar operands (WeightSpec init="cons
 the exported node carries them as initializers. `from_onnx` reads `min`/`max` from the attributes,
 which is where old files keep them and where the importer puts the values of scalar constant inputs
 (under the ONNX schema's input name). In a spec, `ReLU6` and `Clip` are Clip(0, 6);
-`Clip(min=-1,max=1)` sets the bounds.
+`Clip(min=-1,max=1)` sets the bounds, min below max.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,8 +37,21 @@ class Clip(_Pointwise):
     @classmethod
     def from_spec(cls, args: SpecArgs, in_shapes: list[Shape]) -> Op:
         low = args.real("min", "lo", default=0.0)
-        high = args.real("max", "hi", default=6.0, low=low)
+        high = args.real("max", "hi", default=6.0)
         args.finish("Clip", "min (default 0), max (default 6)")
+        if low >= high:
+            # min > max (or min == max) sends every value to max: a constant layer, surely not what was meant
+            written_max = args.raw("max", "hi")
+            written = written_max or args.raw("min", "lo")
+            if math.inf in (low, -high):
+                hint = "an infinite bound means no bound on that side: min=-inf or max=inf"
+            elif written_max is None:
+                hint = f"max is 6 unless given: write a max above {low:g} too, or a min below 6"
+            else:
+                hint = f"write a min below {high:g}, or a max above {low:g}"
+            raise args.error(written[1] if written else None,
+                             f"Clip min={low:g} must be below max={high:g}, else every output is {high:g}",
+                             hint=hint)
         return cls(low, high)
 
     @classmethod

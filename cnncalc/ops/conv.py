@@ -55,7 +55,7 @@ class Conv(Op):
         dilation = args.integer("d", "dilation", default=1, minimum=1)
         depthwise = args.flag("dw", "depthwise")
         group = cin if depthwise else args.integer("g", "groups", "group", default=1, minimum=1)
-        bias = bool(args.integer("b", "bias", default=1))
+        bias = args.switch("b", "bias", default=True, meaning="bias")
         pads = read_pads(args, in_shapes, (kh, kw), (stride, stride), (dilation, dilation), "conv")
         if "bias" in args.defaults and args.raw("b", "bias") is None:
             bias = bool(args.defaults["bias"])

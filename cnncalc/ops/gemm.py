@@ -32,7 +32,7 @@ class Gemm(Op):
         if args.raw("n", "units", "out", positional=0) is None:
             raise args.error(None, "FC needs its number of outputs", hint="write FC(10)")
         n = args.integer("n", "units", "out", default=1, positional=0, minimum=1)
-        bias = bool(args.integer("b", "bias", default=1))
+        bias = args.switch("b", "bias", default=True, meaning="bias")
         if "bias" in args.defaults and args.raw("b", "bias") is None:
             bias = bool(args.defaults["bias"])
         args.finish("FC", "n (outputs, first), b (0 or 1)")
