@@ -348,7 +348,8 @@ def run(
     input_path: Annotated[
         Path | None,
         typer.Option(
-            "--input", "-i", metavar="FILE", help="Input batch as .npy, NCHW (N, C, H, W) like the model, in its dtype."
+            "--input", "-i", metavar="FILE",
+            help="Input batch as .npy (or a .npz of one array), NCHW (N, C, H, W) like the model, in its dtype.",
         ),
     ] = None,
     output: Annotated[
@@ -381,6 +382,10 @@ def run(
 
     check_choice(fmt, ("table", "json"), "--format")
     check_choice(dtype, ("float32", "float64"), "--dtype")
+    if output is not None:  # refused before the run: an existing file without --force, a missing folder
+        from .fileio import check_writable
+
+        check_writable(output, force=force)
     if model.lower().endswith(".onnx"):
         runtime, source = Runtime.from_file(model, dtype=dtype), model
     else:
@@ -741,9 +746,15 @@ def train(
         seed=seed,
         patience=patience,
     ).check()
-    if output is not None and output.exists() and not force:
-        raise CnnCalcError(f"{output} already exists", hint="pass --force to overwrite it")
+    if output is not None:  # refused now, not after the training: an existing file, a missing folder
+        from .fileio import check_writable
+
+        check_writable(output, force=force)
     graph, weights = one_network(model, variant, seed)
+    if output is not None:
+        from .onnx_io import check_file_size
+
+        check_file_size(graph)  # a model protobuf cannot hold, before the training
     dataset = load_data(data, graph, seed, val_fraction, samples, layout)
     with training_progress(epochs) as (on_step, on_epoch):
         result = run_training(graph, weights, dataset, config, on_step, on_epoch)

@@ -133,8 +133,9 @@ def load_profiles(extra_files: Sequence[str | Path] = ()) -> dict[str, Profile]:
     _add_file(raw, origin, builtin, "built-in profiles (cnncalc/data/profiles.yaml)", builtin=True)
     layers = [user_profiles_path()] if user_profiles_path().is_file() else []
     for path in [*layers, *(Path(p) for p in extra_files)]:
-        if not path.is_file():
-            raise SpecFileError(f"profiles file {path} does not exist", hint="check the path given to --profiles")
+        if not path.exists() or path.is_dir():  # a pipe (`--profiles <(...)`) is read like a file
+            raise SpecFileError(f"profiles file {path} {'is a folder' if path.is_dir() else 'does not exist'}",
+                                hint="check the path given to --profiles")
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
@@ -158,8 +159,10 @@ def get_profiles(names: Sequence[str], extra_files: Sequence[str | Path] = ()) -
 
 
 def _parse_yaml(text: str, where: str) -> dict[str, Any]:
+    from .specfile import safe_load_unique_keys
+
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_unique_keys(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         place = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -456,28 +456,58 @@ def random_input(runtime: Runtime, batch: int, seed: int = 0) -> np.ndarray:
 
 
 def read_input(path: str | Path, runtime: Runtime) -> np.ndarray:
-    """An input batch from a .npy file; shape, dtype and memory are checked on the mapped header before reading."""
+    """An input batch from a .npy file, or a .npz holding one array (np.savez('x.npz', x)); shape, dtype and
+    memory are checked on the array's header before its data is read."""
+    import zipfile
+
+    from .fileio import npz_array_names, npz_array_stand_in
+
     where = Path(path)
     if not where.is_file():
         raise RuntimeInputError(f"input file {where} does not exist",
                                 hint="give an existing .npy file, or leave out --input for a random batch")
+    kind: str | None = None
+    member = ""  # the one array of a .npz
     try:
         kind = numpy_file_kind(where)
-        if kind == "npz":
-            raise RuntimeInputError(f"{where} holds several arrays (.npz), not one", hint="give a .npy file")
         if kind is None:
             raise RuntimeInputError(f"{where} is not a .npy file: it does not start with NumPy's .npy header",
                                     hint="save the input with np.save('x.npy', x)")
-        mapped = np.load(where, mmap_mode="r", allow_pickle=False)  # maps the file: nothing is read yet
-    except (OSError, ValueError, EOFError) as error:
-        raise RuntimeInputError(f"cannot read {where} as a .npy array: {numpy_load_problem(error)}",
-                                hint="save the input with np.save('x.npy', x)") from None
+        if kind == "npz":
+            names = npz_array_names(where)
+            if len(names) != 1:
+                held = f"{len(names)} arrays ({', '.join(names)})" if names else "no arrays"
+                raise RuntimeInputError(f"{where} holds {held}, not one input batch",
+                                        hint="give a .npy file, or a .npz holding only the input: np.savez('x.npz', x)")
+            member = names[0]
+            mapped = npz_array_stand_in(where, member)  # the header only: nothing is decompressed yet
+            if mapped.dtype.hasobject:  # np.load would refuse it only after decompressing
+                raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
+        else:
+            mapped = np.load(where, mmap_mode="r", allow_pickle=False)  # maps the file: nothing is read yet
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise _unreadable_input(where, kind, error) from None
     try:
         runtime.check_input(mapped)
         runtime.check_memory(mapped.shape[0])
     except RuntimeInputError as error:
         raise RuntimeInputError(f"{where}: {error.message}", hint=error.hint) from None
+    if kind == "npz":
+        try:
+            with np.load(where, allow_pickle=False) as arrays:
+                return np.array(arrays[member])
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # e.g. a damaged compressed member
+            raise _unreadable_input(where, kind, error) from None
     return np.array(mapped)  # read into memory
+
+
+def _unreadable_input(where: Path, kind: str | None, error: Exception) -> RuntimeInputError:
+    """NumPy's or zipfile's reason, for the kind of file the first bytes promised."""
+    if kind == "npz":
+        return RuntimeInputError(f"cannot read {where} as a .npz archive: {numpy_load_problem(error)}",
+                                 hint="save the input with np.savez('x.npz', x)")
+    return RuntimeInputError(f"cannot read {where} as a .npy array: {numpy_load_problem(error)}",
+                             hint="save the input with np.save('x.npy', x)")
 
 
 class OnnxruntimeLacksKernel(CnnCalcError):

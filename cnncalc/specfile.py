@@ -1,9 +1,11 @@
 """YAML spec files (one network, or variants to compare, with shared blocks) -> Graphs.
 
 `load` also takes an .onnx path (imported into the same IR) or a chain string, so every command can
-accept any of the three. YAML is read with yaml.safe_load only. The keys are described in
-docs/spec-language.md; a mistake in a file is a SpecFileError naming the file, the key and what is
-expected, and a mistake in a chain inside it is a SpecError whose source says where ("f.yaml: network").
+accept any of the three; an argument that looks like a path but names nothing is "no such file", not spec
+text. YAML is read with a safe loader only (`safe_load_unique_keys`), which also refuses a key given twice.
+The keys are described in docs/spec-language.md; a mistake in a file is a SpecFileError naming the file,
+the key and what is expected, and a mistake in a chain inside it is a SpecError whose source says where
+("f.yaml: network").
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from .errors import CnnCalcError, SpecFileError
+from .errors import CnnCalcError, SpecError, SpecFileError
+from .fileio import looks_like_path, missing_file_hint
 from .ir import DTYPE_BYTES, Graph
 from .spec import DEFAULT_KEYS, parse, parse_shape
 
@@ -56,7 +59,30 @@ def load(arg: str, *, allow_unsupported: bool = False) -> SpecFile:
     if os.path.isfile(arg) and not any(ch in arg for ch in "|["):
         raise SpecFileError(f"{arg}: cnncalc cannot read this kind of file",
                             hint="give a .yaml or .yml spec file, an .onnx model, or a chain string")
-    return SpecFile(name="network", networks=[parse(arg)])
+    check_not_a_missing_path(arg)
+    try:
+        graph = parse(arg)
+    except SpecError:
+        if os.path.isdir(arg):  # only now: a folder may happen to share its name with valid spec text
+            raise SpecFileError(f"{arg}: is a directory, not a spec file",
+                                hint=f"give a .yaml file in it, e.g. {_example_spec(arg)}") from None
+        raise
+    return SpecFile(name="network", networks=[graph])
+
+
+def check_not_a_missing_path(arg: str) -> None:
+    """Refuse an argument meant as a file that does not exist: `specs/lenet5.yam` is a path typo, and
+    parsing it as spec text would only say "unexpected character '/'"."""
+    if os.path.exists(arg) or not looks_like_path(arg):
+        return
+    raise SpecFileError(f"{arg}: no such file", hint=f"{missing_file_hint(arg)} (spec files end in .yaml or .yml, "
+                                                      "models in .onnx)")
+
+
+def _example_spec(folder: str) -> str:
+    """A spec file in the folder to name in a hint, or a made-up one."""
+    found = sorted(Path(folder).glob("*.y*ml"))[:1]
+    return str(found[0]) if found else os.path.join(folder, "net.yaml")
 
 
 def load_many(args: Iterable[str], *, allow_unsupported: bool = False) -> list[SpecFile]:
@@ -107,7 +133,7 @@ def _read_yaml(path: str) -> dict[str, Any]:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except FileNotFoundError:
-        raise SpecFileError(f"{path}: no such file", hint="check the path") from None
+        raise SpecFileError(f"{path}: no such file", hint=missing_file_hint(path)) from None
     except IsADirectoryError:
         raise SpecFileError(f"{path}: is a directory, not a spec file") from None
     except UnicodeDecodeError:
@@ -115,7 +141,10 @@ def _read_yaml(path: str) -> dict[str, Any]:
     except OSError as exc:
         raise SpecFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_unique_keys(text)
+    except DuplicateKeyError as exc:
+        raise SpecFileError(f"{path}: duplicate key {exc.key!r} at {exc.place} (first at {exc.first_place})",
+                            hint="keep one of them: YAML would silently use only the last") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -131,6 +160,44 @@ def _read_yaml(path: str) -> dict[str, Any]:
         raise SpecFileError(f"{path}: must be a mapping of keys (name:, network:, ...), not a "
                             f"{_kind(data)}", hint='e.g. network: "224x224x3 | 3x3x3x16(p=1) | ReLU"')
     return data
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A key given twice in one mapping; a YAMLError, so a loader's generic handler still names the place."""
+
+    def __init__(self, key: Any, first: yaml.Node, again: yaml.Node) -> None:
+        self.key = key
+        same_line = first.start_mark.line == again.start_mark.line  # {bias: false, bias: true}: columns tell
+        self.place, self.first_place = (_place(node.start_mark, same_line) for node in (again, first))
+        super().__init__(problem=f"duplicate key {key!r} (first at {self.first_place})", problem_mark=again.start_mark)
+
+
+def _place(mark: yaml.Mark, with_column: bool) -> str:
+    return f"line {mark.line + 1}" + (f", column {mark.column + 1}" if with_column else "")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader refusing duplicate keys: PyYAML keeps the last silently, so a second `network:`
+    would replace the first without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden: that is its purpose
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    raise DuplicateKeyError(key, seen[key], key_node)
+                seen[key] = key_node
+            except TypeError:  # an unhashable key: the base constructor says so
+                continue
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load_unique_keys(text: str) -> Any:
+    """yaml.safe_load, but a key given twice in one mapping is a DuplicateKeyError (a yaml.YAMLError)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _kind(value: Any) -> str:

@@ -264,12 +264,14 @@ def class_count(graph: Graph) -> int:
 def load_data(source: str, graph: Graph, seed: int = 0, val_fraction: float = 0.2,
               samples: int | None = None, layout: str = "auto") -> Dataset:
     """"synthetic", "digits", or a .npz file, checked against the network's input and class count."""
+    from .fileio import looks_like_path
+
     classes = class_count(graph)
     if source == "synthetic":
         return synthetic_data(graph.input_shape, classes, samples, seed, val_fraction)
     if source == "digits":
         data = digits_data(seed, val_fraction)
-    elif source.endswith(".npz") or Path(source).is_file():
+    elif source.endswith(".npz") or Path(source).is_file() or looks_like_path(source):
         data = npz_data(Path(source), graph.input_shape, seed, val_fraction, layout)
     else:
         raise CnnCalcError(f"unknown data {source!r}",
@@ -343,8 +345,13 @@ def digits_data(seed: int = 0, val_fraction: float = 0.2) -> Dataset:
 def npz_data(path: Path, input_shape: Shape, seed: int = 0, val_fraction: float = 0.2,
              layout: str = "auto") -> Dataset:
     """User data: arrays x (NHWC, or NCHW) and y (integer labels); x_val and y_val, if present, validate."""
+    if path.is_dir():
+        raise CnnCalcError(f"data file {path} is a directory", hint="give a .npz file with arrays x and y")
     if not path.is_file():
-        raise CnnCalcError(f"data file {path} does not exist", hint="give a .npz file with arrays x and y")
+        from .fileio import missing_file_hint
+
+        raise CnnCalcError(f"data file {path} does not exist",
+                           hint=f"{missing_file_hint(path)}; training data is a .npz file with arrays x and y")
     try:
         kind = numpy_file_kind(path)
         if kind != "npz":

@@ -138,6 +138,23 @@ def test_report_title_is_the_spec_files_name_and_analyze_takes_float64(tmp_path)
     assert (totals["peak_activation_bytes"], totals["weight_bytes"]) == ((192 + 144) * 8, 112 * 8)
 
 
+def test_train_and_run_refuse_an_unwritable_output_before_they_compute(tmp_path, monkeypatch):
+    # train used to run every epoch, then fail on the missing folder and lose the result
+    import cnncalc.train
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before checking the output")
+
+    monkeypatch.setattr(cnncalc.train, "train", no_training)
+    missing = tmp_path / "nodir" / "m.onnx"
+    result = run("train", "16x16x3|3x3x3x8(p=1)|BN|ReLU|MP|FC(4)", "--epochs", "5", "-o", str(missing))
+    assert result.exit_code == 1 and "does not exist" in result.output, result.output
+    result = run("train", "128x128x1|FC(40000)", "--epochs", "1", "-o", str(tmp_path / "huge.onnx"))
+    assert result.exit_code == 1 and "too large for one ONNX file" in result.output, result.output
+    result = run("run", "8x8x1|FC(2)", "-o", str(tmp_path / "nodir" / "y.npy"))
+    assert result.exit_code == 1 and "does not exist" in result.output
+
+
 def test_variants_come_in_the_order_named():
     titan = str(ROOT / "specs" / "titan_x_vs_jetson_nano.yaml")
     result = run("diff", titan, "--variant", "strided", "--variant", "full-res-then-pool", "-f", "json")

@@ -6,6 +6,7 @@ import errno
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -92,3 +93,60 @@ def test_plot_set_is_all_or_nothing(tmp_path, monkeypatch):
     result = runner.invoke(app, ["plot", NOTES, "-o", str(tmp_path / "notes.svg")])
     assert result.exit_code == 1 and "cannot draw this one" in result.output
     assert list(tmp_path.iterdir()) == []  # the first figure was drawn, but not written alone
+
+
+# ---- reading NumPy files ------------------------------------------------------------------------------
+def small_runtime():
+    from cnncalc.runtime import Runtime
+    from cnncalc.spec import parse
+
+    return Runtime.from_graph(parse("8x8x3|ReLU"))  # takes (N, 3, 8, 8) float32
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+def test_run_input_from_a_npz_with_one_array(tmp_path, save):
+    from cnncalc.runtime import read_input
+
+    batch = np.arange(2 * 3 * 8 * 8, dtype=np.float32).reshape(2, 3, 8, 8)
+    save(tmp_path / "x.npz", batch)  # np.savez(path, x) names the one array arr_0
+    assert np.array_equal(read_input(tmp_path / "x.npz", small_runtime()), batch)
+
+
+def test_run_input_from_a_npz_is_checked_before_it_is_decompressed(tmp_path, monkeypatch):
+    from cnncalc.errors import RuntimeInputError
+    from cnncalc.runtime import read_input
+
+    np.savez_compressed(tmp_path / "nhwc.npz", x=np.zeros((2, 8, 8, 3), np.float32))
+    monkeypatch.setattr(np, "load", lambda *args, **kwargs: pytest.fail("the data was read before the check"))
+    with pytest.raises(RuntimeInputError, match=r"shape \(2, 8, 8, 3\)") as info:
+        read_input(tmp_path / "nhwc.npz", small_runtime())
+    assert "transpose(0, 3, 1, 2)" in (info.value.hint or "")  # the NHWC hint, as for a .npy
+
+
+def test_run_input_from_a_npz_without_exactly_one_array_says_how_many(tmp_path):
+    from cnncalc.errors import RuntimeInputError
+    from cnncalc.runtime import read_input
+
+    np.savez(tmp_path / "xy.npz", x=np.zeros((1, 3, 8, 8), np.float32), y=np.zeros(1))
+    with pytest.raises(RuntimeInputError, match=r"holds 2 arrays \(x, y\), not one input batch"):
+        read_input(tmp_path / "xy.npz", small_runtime())
+    np.savez(tmp_path / "none.npz")  # an empty zip starts with its end record, not a member's header
+    with pytest.raises(RuntimeInputError, match="holds no arrays"):
+        read_input(tmp_path / "none.npz", small_runtime())
+
+
+def test_cli_run_with_a_one_array_npz(tmp_path):
+    np.savez(tmp_path / "z.npz", np.ones((3, 3, 8, 8), np.float32))
+    result = runner.invoke(app, ["run", "8x8x3|ReLU", "-i", str(tmp_path / "z.npz"), "-f", "json"])
+    assert result.exit_code == 0, result.output
+    assert '"batch": 3' in result.output  # the batch is the array's, not --batch's default of 1
+
+
+def test_a_mistyped_data_path_is_a_missing_file(tmp_path):
+    from cnncalc.spec import parse
+    from cnncalc.train import load_data
+
+    (tmp_path / "train.npz").write_bytes(b"")
+    with pytest.raises(CnnCalcError) as info:  # was "unknown data", as if it were a data set's name
+        load_data(str(tmp_path / "train.nzp"), parse("8x8x1|FC(2)"))
+    assert "does not exist" in info.value.message and f"did you mean {tmp_path / 'train.npz'}?" in info.value.hint

@@ -258,6 +258,9 @@ def test_a_broken_profiles_file_is_an_error_even_without_a_profile_asked_for(tmp
     result = CliRunner().invoke(app, ["profiles", "--profiles", str(broken)])
     assert result.exit_code == 1 and "not valid YAML at line 3" in result.output
     assert len(result.output.strip().splitlines()) == 2  # the message and its hint
+    twice = write(tmp_path, "t.yaml", "profiles:\n  nano: {extends: jetson-nano}\n  nano: {mem_gib: 2}\n")
+    with pytest.raises(SpecFileError, match="duplicate key 'nano'"):  # the second silently won
+        load_profiles([twice])
 
 
 def test_unknown_profile_suggests_the_near_name():

@@ -253,6 +253,48 @@ def test_save_refuses_to_overwrite_and_is_atomic(tmp_path, monkeypatch):
     assert target.read_bytes() != first
 
 
+# ---- the 2 GiB limit ------------------------------------------------------------------------------------
+HUGE = "128x128x1|FC(40000)"  # 128*128*1 * 40000 + 40000 = 655,400,000 params: 2,621,600,000 bytes in float32
+
+
+def test_a_model_over_2_gib_is_refused_before_any_weight_is_drawn(monkeypatch):
+    from cnncalc.onnx_io import export
+
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("weights were drawn for a model that cannot be written")
+
+    monkeypatch.setattr(export, "init_weights", no_drawing)
+    with pytest.raises(CnnCalcError) as info:
+        onnx_io.to_onnx(parse(HUGE))
+    assert "too large for one ONNX file" in info.value.message and "2,621,600,000 bytes" in info.value.message
+    assert "fc1 alone holds 2,621,600,000 bytes" in (info.value.hint or "")
+    # the dtype counts: in float16 the same weights take 1,310,800,000 bytes, under 2**31 - 1
+    onnx_io.check_file_size(parse(HUGE, dtype="float16"))
+
+
+def test_cli_export_over_2_gib_is_one_clean_line_at_once(tmp_path, monkeypatch):
+    from cnncalc.onnx_io import export
+
+    monkeypatch.setattr(export, "init_weights", lambda *args: pytest.fail("weights were drawn"))
+    result = runner.invoke(app, ["export", HUGE, "-o", str(tmp_path / "huge.onnx")])
+    assert result.exit_code == 1 and "too large for one ONNX file" in result.output
+    assert "internal error" not in result.output and not list(tmp_path.iterdir())
+
+
+def test_protobuf_refusing_to_serialize_is_the_same_clean_error(tmp_path, monkeypatch):
+    # the up-front estimate counts weights only; a model just under the limit can still fail in protobuf,
+    # whose upb backend raises EncodeError (not the ValueError of the pure-Python one)
+    from google.protobuf.message import EncodeError
+
+    def encode_error(self):
+        raise EncodeError("Failed to serialize proto")
+
+    monkeypatch.setattr(onnx.ModelProto, "SerializeToString", encode_error)
+    result = runner.invoke(app, ["export", "8x8x1|FC(2)", "-o", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 1 and "too large for one ONNX file" in result.output, result.output
+    assert "internal error" not in result.output and not list(tmp_path.iterdir())
+
+
 def test_export_of_an_imported_model_keeps_its_weights():
     path = ROOT / "tests" / "data" / "torch_tiny_cnn.onnx"
     imported = onnx_io.load_model(path)

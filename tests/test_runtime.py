@@ -718,7 +718,7 @@ def _object_array(handle) -> None:
 
 
 def _npz_archive(handle) -> None:
-    np.savez(handle, x=np.zeros((1, 3, 8, 8), np.float32))
+    np.savez(handle, x=np.zeros((1, 3, 8, 8), np.float32), y=np.zeros(1))  # one array alone is accepted
 
 
 def _cut_off_header(handle) -> None:
@@ -727,7 +727,7 @@ def _cut_off_header(handle) -> None:
 
 @pytest.mark.parametrize(("write", "message"), [
     (_object_array, "Python objects"),
-    (_npz_archive, "several arrays (.npz)"),
+    (_npz_archive, "holds 2 arrays (x, y), not one input batch"),
     (_cut_off_header, "cannot read"),
 ])
 def test_cli_run_input_that_is_not_a_plain_array(tmp_path: Path, write, message: str) -> None:

@@ -286,3 +286,86 @@ def test_missing_input_says_how_to_give_it(tmp_path):
 def test_safe_loader_only(tmp_path):
     error = file_error(tmp_path, "network: !!python/object/apply:os.system ['true']\n")
     assert "is not valid YAML" in error.message
+
+
+# ---- duplicate keys -----------------------------------------------------------------------------------
+def test_a_key_given_twice_is_refused_with_both_places(tmp_path):
+    # PyYAML keeps the last silently: the second network: (line 3) used to replace the first (line 1)
+    error = file_error(tmp_path, "network: '8x8x1|FC(2)'\nname: twice\nnetwork: '8x8x1|FC(3)'\n")
+    assert "duplicate key 'network' at line 3 (first at line 1)" in error.message
+    # nested, on one line: the columns tell them apart ({ is column 11, the first bias 12, the second 25)
+    error = file_error(tmp_path, "network: '8x8x1|FC(2)'\ndefaults: {bias: false, bias: true}\n")
+    assert "duplicate key 'bias' at line 2, column 25 (first at line 2, column 12)" in error.message
+    error = file_error(tmp_path, "variants:\n  a: '8x8x1|FC(2)'\n  b: '8x8x1|FC(3)'\n  a: '8x8x1|FC(4)'\n")
+    assert "duplicate key 'a' at line 4 (first at line 2)" in error.message
+
+
+def test_a_merge_key_may_still_be_overridden(tmp_path):
+    # `<<: *base` then a key of base is YAML's way to override, not a duplicate; a repeated key after it is
+    shared = "blocks: &shared\n  a: '8x8x1|FC(2)'\n  b: '8x8x1|FC(3)'\nvariants:\n  <<: *shared\n  a: '8x8x1|FC(4)'\n"
+    spec_file = load(write(tmp_path, shared))
+    # a from the merge is replaced by the explicit FC(4); b comes from the merge
+    assert [(graph.name, output(spec_file, i)) for i, graph in enumerate(spec_file.networks)] == \
+        [("a", "1x1x4"), ("b", "1x1x3")]
+    error = file_error(tmp_path, shared + "  a: '8x8x1|FC(5)'\n")
+    assert "duplicate key 'a' at line 7 (first at line 6)" in error.message
+
+
+def test_the_unique_key_loader_fails_as_a_yaml_error_for_other_readers():
+    # hardware profiles read YAML too; their generic YAMLError handler gets the problem and its place
+    import yaml
+
+    from cnncalc.specfile import safe_load_unique_keys
+
+    assert safe_load_unique_keys("a: 1\nb: {c: 2}\n") == {"a": 1, "b": {"c": 2}}
+    with pytest.raises(yaml.YAMLError) as info:
+        safe_load_unique_keys("profiles:\n  nano: {}\n  nano: {}\n")
+    assert info.value.problem == "duplicate key 'nano' (first at line 2)"
+    assert info.value.problem_mark.line + 1 == 3
+
+
+# ---- a path that names nothing --------------------------------------------------------------------------
+@pytest.mark.parametrize("typo", ["specs/lenet5.yam", "lenet5.yam", "nowhere/net", "specs/*.yam"])
+def test_a_mistyped_path_is_a_missing_file_not_spec_text(typo, monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    with pytest.raises(SpecFileError) as info:  # was "unexpected character '/'" (or '.')
+        load(typo)
+    assert info.value.message == f"{typo}: no such file"
+
+
+def test_a_mistyped_path_gets_the_closest_name_and_chain_text_is_left_alone(monkeypatch):
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    with pytest.raises(SpecFileError) as info:
+        load("specs/lenet5.yam")
+    assert (info.value.hint or "").startswith("did you mean specs/lenet5.yaml?")
+    with pytest.raises(SpecFileError) as info:
+        load("nowhere/net.yam")
+    assert "there is no folder nowhere" in (info.value.hint or "")
+    # '.', '/' and a suffix-like ending are path signs only outside (...): these stay chain text
+    assert output(load("8x8x1|Dropout(0.5)|FC(2)")) == "1x1x2"
+    with pytest.raises(SpecError, match="unexpected character"):
+        load("8x8x1|FC(2)/")  # a '|' makes it chain text: its own error, with the caret
+
+
+def test_an_existing_folder_given_as_spec_text_is_named_a_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "nets" / "a.yaml").write_text("network: '8x8x1|FC(2)'\n")
+    with pytest.raises(SpecFileError, match="nets: is a directory") as info:  # was "starts with its input shape"
+        load("nets")
+    assert info.value.hint == f"give a .yaml file in it, e.g. {Path('nets') / 'a.yaml'}"
+
+
+def test_cli_path_typo_is_one_clean_line(monkeypatch):
+    from typer.testing import CliRunner
+
+    from cnncalc.cli import app
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    result = CliRunner().invoke(app, ["analyze", "specs/lenet5.yam"])
+    assert result.exit_code == 1 and "specs/lenet5.yam: no such file" in result.output
+    assert "unexpected character" not in result.output and "Traceback" not in result.output
+    onnx = CliRunner().invoke(app, ["analyze", "specs/lenet5.onnx"])
+    assert onnx.exit_code == 1 and "specs/lenet5.onnx does not exist" in onnx.output
+    assert "did you mean specs/lenet5.yaml?" in onnx.output

@@ -17,10 +17,10 @@ absurd dimensions are refused before anything is allocated.
 """
 
 from .constants import BATCH_PARAM, DEFAULT_OPSET, MAX_DIM, MAX_ELEMENTS, MAX_FILE_BYTES, MAX_OPSET, MIN_OPSET, SPEC_KEY
-from .export import check_opset, export_targets, save_model, to_onnx
+from .export import check_file_size, check_opset, export_targets, save_model, to_onnx
 from .importer import ImportedModel, import_onnx, load_model
 from .spec_text import to_spec
 
 __all__ = ["BATCH_PARAM", "DEFAULT_OPSET", "MAX_DIM", "MAX_ELEMENTS", "MAX_FILE_BYTES", "MAX_OPSET", "MIN_OPSET",
-           "SPEC_KEY", "ImportedModel", "check_opset", "export_targets", "import_onnx", "load_model", "save_model",
-           "to_onnx", "to_spec"]
+           "SPEC_KEY", "ImportedModel", "check_file_size", "check_opset", "export_targets", "import_onnx", "load_model",
+           "save_model", "to_onnx", "to_spec"]

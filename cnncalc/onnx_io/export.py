@@ -15,7 +15,7 @@ from ..errors import CnnCalcError, UnsupportedOpError
 from ..ir import Graph, Node
 from ..ops.base import WeightSpec, numel
 from ..weights import Weights, init_weights
-from .constants import BATCH_PARAM, DEFAULT_OPSET, ELEM_TYPES, MAX_DIM, MAX_OPSET, MIN_OPSET, SPEC_KEY
+from .constants import BATCH_PARAM, DEFAULT_OPSET, ELEM_TYPES, MAX_DIM, MAX_FILE_BYTES, MAX_OPSET, MIN_OPSET, SPEC_KEY
 from .spec_text import to_spec
 
 
@@ -54,6 +54,7 @@ def to_onnx(graph: Graph, weights: Weights | None = None, *, seed: int = 0, opse
                                  f"({', '.join(graph.unsupported)})", hint="export the original model instead")
     if batch is not None and not 1 <= batch <= MAX_DIM:
         raise CnnCalcError(f"batch {batch} is outside 1 to {MAX_DIM}", hint="use --batch 1 or --dynamic-batch")
+    check_file_size(graph)
     seeded = weights is None
     if weights is None:
         weights = init_weights(graph, seed)
@@ -84,6 +85,22 @@ def to_onnx(graph: Graph, weights: Weights | None = None, *, seed: int = 0, opse
         props["cnncalc.seed"] = str(seed)
     helper.set_model_props(model, props)
     return model
+
+
+def check_file_size(graph: Graph) -> None:
+    """Refuse a model whose weights alone exceed what protobuf can serialize, before any weight is drawn:
+    drawing and serializing 2 GiB takes half a minute, only for protobuf to fail at the end."""
+    itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(ELEM_TYPES[graph.dtype])).itemsize
+    layer_bytes = {node.name: itemsize * sum(numel(spec.shape) for spec in
+                                             node.op.weights([graph.shapes[name] for name in node.inputs]))
+                   for node in graph.nodes}
+    total = sum(layer_bytes.values())
+    if total > MAX_FILE_BYTES:
+        largest = max(layer_bytes, key=lambda name: layer_bytes[name])
+        raise CnnCalcError(f"{graph.name} is too large for one ONNX file: its weights take {total:,} bytes "
+                           f"({total / 2**30:.1f} GiB in {graph.dtype}), protobuf holds at most 2 GiB",
+                           hint=f"make the largest layers smaller ({largest} alone holds "
+                                f"{layer_bytes[largest]:,} bytes)")
 
 
 def _node_arrays(node: Node, specs: list[WeightSpec], weights: Weights, np_dtype: Any) -> list[np.ndarray]:
@@ -126,12 +143,15 @@ def spec_or_empty(graph: Graph) -> str:
 
 def save_model(model: onnx.ModelProto, path: str | Path, *, force: bool = False) -> None:
     """Write the model atomically (temp file beside it, then rename); never overwrite without force."""
+    from google.protobuf.message import EncodeError
+
     from ..fileio import write_atomic
 
     try:
         data = model.SerializeToString()
-    except ValueError as error:  # protobuf refuses messages over 2 GB
-        raise CnnCalcError(f"cannot write {path}: the model is too large for one ONNX file ({error})") from None
+    except (ValueError, EncodeError) as error:  # protobuf refuses messages over 2 GiB (upb: EncodeError)
+        raise CnnCalcError(f"cannot write {path}: the model is too large for one ONNX file ({error})",
+                           hint="protobuf holds at most 2 GiB; make the largest layers smaller") from None
     write_atomic(path, data, force=force)
 
 
@@ -140,6 +160,8 @@ def export_targets(output: str | Path | None, names: list[str], *, force: bool =
 
     Every target is checked before anything is written, so a refusal leaves no partial set of files.
     """
+    from ..fileio import would_overwrite
+
     safe = [re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "network" for name in names]
     if output is None:
         targets = [Path(f"{name}.onnx") for name in safe]
@@ -150,7 +172,7 @@ def export_targets(output: str | Path | None, names: list[str], *, force: bool =
         targets = [base.with_name(f"{base.stem}-{name}{base.suffix or '.onnx'}") for name in safe]
     if len(set(targets)) != len(targets):
         raise CnnCalcError("two networks would be written to the same file", hint="give the variants distinct names")
-    existing = [str(target) for target in targets if target.exists()]
+    existing = [str(target) for target in targets if would_overwrite(target)]  # not /dev/null, a pipe
     if existing and not force:
         raise CnnCalcError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}",
                            hint="pass --force to overwrite, or choose another --output")

@@ -10,6 +10,7 @@ import onnx
 from onnx import helper
 
 from ..errors import OnnxFileError
+from ..fileio import missing_file_hint
 from .constants import DEFAULT_OPSET, MAX_FILE_BYTES, MAX_OPSET
 
 
@@ -21,8 +22,10 @@ def read_model(source: str | Path | bytes) -> tuple[onnx.ModelProto, str, Path |
         path = Path(source)
         label = str(path)
         try:
+            if not path.exists():
+                raise OnnxFileError(f"{path} does not exist", hint=missing_file_hint(path))
             if not path.is_file():
-                raise OnnxFileError(f"{path} does not exist or is not a file", hint="check the path")
+                raise OnnxFileError(f"{path} is not a file", hint="give the path of an .onnx model file")
             size = path.stat().st_size
             if size > MAX_FILE_BYTES:
                 raise OnnxFileError(f"{path} is {size} bytes, more than one ONNX file can hold",
