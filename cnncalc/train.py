@@ -99,6 +99,11 @@ def pick_loss(name: str, outputs: np.ndarray) -> tuple[str, LossFn]:
     table: dict[str, LossFn] = {"cross-entropy": softmax_cross_entropy, "nll": nll_loss, "mse": mse_loss}
     if name not in table:
         raise CnnCalcError(f"unknown loss {name!r}", hint=f"use one of {', '.join(LOSSES)}")
+    if name == "nll" and (kind := output_kind(outputs)) != "log-probabilities":
+        # NLL on anything else has no minimum: it pushes the true class's output up without bound
+        raise CnnCalcError(f"--loss nll needs log-probabilities, but the network outputs {kind}",
+                           hint="end the network with LogSoftmax, or use --loss auto (it picks the cross-entropy "
+                                "that fits the outputs)")
     return name, table[name]
 
 
@@ -261,11 +266,16 @@ def class_count(graph: Graph) -> int:
         f"{show_shape(shape)}", hint="end the spec with GAP | FC(K) or Flatten | FC(K) for K classes")
 
 
+LAYOUTS = ("auto", "nhwc", "nchw")  # how a .npz's x is laid out (--layout)
+
+
 def load_data(source: str, graph: Graph, seed: int = 0, val_fraction: float = 0.2,
               samples: int | None = None, layout: str = "auto") -> Dataset:
     """"synthetic", "digits", or a .npz file, checked against the network's input and class count."""
     from .fileio import looks_like_path
 
+    if layout not in LAYOUTS:  # also when the data is not a file, where the flag would otherwise go unread
+        raise CnnCalcError(f"unknown layout {layout!r}", hint=f"use {', '.join(LAYOUTS)}")
     classes = class_count(graph)
     if source == "synthetic":
         return synthetic_data(graph.input_shape, classes, samples, seed, val_fraction)
@@ -318,11 +328,24 @@ def synthetic_data(input_shape: Shape, classes: int, samples: int | None = None,
         samples = int(min(640, max(8 * classes, 64 * 2**20 // sample_bytes)))
     if samples < 2:
         raise CnnCalcError(f"the synthetic task needs at least 2 samples, got {samples}")
+    check_synthetic_memory(samples, sample_bytes)
     offsets_shape = (classes, input_shape[0]) + (1,) * (len(input_shape) - 1)
     patterns = rng.standard_normal((classes, *input_shape)) + rng.standard_normal(offsets_shape)
     y = rng.integers(0, classes, samples)
     x = patterns[y] + rng.standard_normal((samples, *input_shape)) / 3
     return split(x.astype(np.float32), y.astype(np.int64), val_fraction, seed, "synthetic", classes)
+
+
+def check_synthetic_memory(samples: int, sample_bytes: int) -> None:
+    """Refuse a synthetic set larger than free memory before drawing it (MemoryError, or the OOM killer)."""
+    from .runtime import available_memory_bytes
+
+    needed = samples * sample_bytes * 5  # float32 samples, plus the float64 noise and patterns they come from
+    available = available_memory_bytes()
+    if available is not None and needed > available:
+        most = max(2, available // (sample_bytes * 5))
+        raise CnnCalcError(f"{samples:,} synthetic samples need about {needed / 2**30:,.1f} GiB to draw; "
+                           f"{available / 2**30:,.1f} GiB are free", hint=f"use --samples {most} or fewer")
 
 
 def digits_data(seed: int = 0, val_fraction: float = 0.2) -> Dataset:
@@ -397,7 +420,7 @@ def to_nchw(x: np.ndarray, input_shape: Shape, layout: str, where: str) -> np.nd
     if x.ndim == 3 and c == 1:
         x = x[..., None]  # N x H x W grey images
     nhwc, nchw = (h, w, c), (c, h, w)
-    if layout not in ("auto", "nhwc", "nchw"):
+    if layout not in LAYOUTS:
         raise CnnCalcError(f"unknown layout {layout!r}", hint="use auto, nhwc or nchw")
     if x.ndim == 4 and layout != "nchw" and tuple(x.shape[1:]) == nhwc:
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
@@ -598,6 +621,22 @@ def flat_outputs(out: np.ndarray) -> np.ndarray:
     return out.reshape(out.shape[0], -1)
 
 
+def check_batch_statistics(graph: Graph, batch: int, samples: int) -> None:
+    """Refuse a batch whose BN layers would see one value per channel (as PyTorch does): its variance is 0,
+    x - mean is 0, and training turns the network to noise (a loss of 3.6 went to 661 in one epoch)."""
+    sizes = {min(batch, samples)} | ({samples % batch} if samples % batch else set())
+    for node in graph.nodes:
+        if node.op.op_type != "BatchNormalization":
+            continue
+        per_sample = numel(graph.shapes[node.inputs[0]][1:])  # values per channel in one sample: H * W
+        if per_sample == 1 and 1 in sizes:
+            last = " (the last batch of each epoch holds 1 sample)" if batch > 1 else ""
+            raise CnnCalcError(f"{node.name} (BN on {show_shape(graph.shapes[node.inputs[0]])}) would see one value "
+                               f"per channel in a batch of 1{last}: its batch statistics are meaningless",
+                               hint="use a batch of 2 or more" + (f" that does not leave 1 of the {samples} training "
+                                                                 "samples over" if last else ""))
+
+
 def train(graph: Graph, weights: Weights, data: Dataset, config: TrainConfig,
           on_step: Callable[[StepInfo], None] | None = None,
           on_epoch: Callable[[EpochRecord], None] | None = None,
@@ -607,6 +646,7 @@ def train(graph: Graph, weights: Weights, data: Dataset, config: TrainConfig,
     from .runtime import Runtime
 
     config.check()
+    check_batch_statistics(graph, config.batch, len(data.x_train))
     # arrays are trained in place; read-only ones (weights read from an ONNX file) and other dtypes are copied
     weights = {name: [a if isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.writeable
                       else np.array(a, dtype=np.float32) for a in arrays] for name, arrays in weights.items()}

@@ -389,3 +389,26 @@ def test_cli_trains_an_onnx_model_and_keeps_its_weights_as_the_start(tmp_path):
     x = np.random.default_rng(0).standard_normal((4, 2, 6, 6)).astype(np.float32)
     before, after = Runtime.from_file(source).run(x).output, Runtime.from_file(trained).run(x).output
     assert before.shape == after.shape == (4, 3) and not np.allclose(before, after)
+
+
+def test_bn_that_would_see_one_value_per_channel_is_refused():
+    # PyTorch's rule: BN over a batch of 1 on a 1x1 map has variance 0; training went from loss 3.6 to 661
+    cli = CliRunner()
+    result = cli.invoke(app, ["train", "1x1x5|FC(3)|BN|FC(2)", "-b", "1", "--epochs", "1"])
+    assert result.exit_code == 1 and "one value per channel" in result.output
+    # 12 synthetic samples: 2 validate (round(12 x 0.2)), 10 train; at batch 3 the last batch holds 1
+    result = cli.invoke(app, ["train", "1x1x5|FC(3)|BN|FC(2)", "-b", "3", "--samples", "12", "--epochs", "1"])
+    assert result.exit_code == 1 and "the last batch of each epoch holds 1 sample" in result.output
+    # a BN on a 2x2 map has 4 values per channel even at batch 1
+    result = cli.invoke(app, ["train", "2x2x1|1x1x1x2|BN|Flatten|FC(2)", "-b", "1", "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+
+
+def test_bad_training_choices_are_refused_before_training():
+    cli = CliRunner()
+    result = cli.invoke(app, ["train", "8x8x1|FC(2)", "--loss", "nll", "--epochs", "1"])
+    assert result.exit_code == 1 and "needs log-probabilities" in result.output  # NLL on logits has no minimum
+    result = cli.invoke(app, ["train", "8x8x1|FC(2)", "--layout", "xyz", "--epochs", "1"])  # ignored before
+    assert result.exit_code == 1 and "unknown layout 'xyz'" in result.output
+    result = cli.invoke(app, ["train", "224x224x3|GAP|FC(2)", "--samples", "10000000"])  # 6.0 TB of float32 alone
+    assert result.exit_code == 1 and "synthetic samples need about" in result.output
