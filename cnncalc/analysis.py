@@ -140,17 +140,14 @@ def analyze(graph: Graph, batch: int | None = None, dtype: str | None = None,
 
 
 def receptive_fields(graph: Graph, shapes: dict[str, Shape]) -> dict[str, ReceptiveField]:
-    """Araujo et al. recursion per axis; where branches meet, the largest field wins."""
+    """Araujo et al. recursion per axis; where branches meet, the largest field wins on each axis."""
     fields = {graph.input_name: INPUT_FIELD}
     for node in graph.nodes:
         incoming = [fields[name] for name in node.inputs]
-        widest = max(incoming, key=lambda rf: (rf.size, rf.jump))
+        widest = incoming[0] if len(incoming) == 1 else _merged_field(incoming)
         window = node.op.window([shapes[name] for name in node.inputs])
         if window is None:
-            fields[node.name] = ReceptiveField(
-                widest.size, tuple(max(rf.jump[a] for rf in incoming) for a in (0, 1)),  # type: ignore[arg-type]
-                tuple(max(rf.padding[a] for rf in incoming) for a in (0, 1)), widest.start,  # type: ignore[arg-type]
-            )
+            fields[node.name] = widest
             continue
         size, jump, padding, start = [], [], [], []
         for axis in (0, 1):
@@ -162,6 +159,19 @@ def receptive_fields(graph: Graph, shapes: dict[str, Shape]) -> dict[str, Recept
             start.append(widest.start[axis] + ((k - 1) / 2 - p) * j_in)  # centre of the first window
         fields[node.name] = ReceptiveField(tuple(size), tuple(jump), tuple(padding), tuple(start))  # type: ignore[arg-type]
     return fields
+
+
+def _merged_field(incoming: list[ReceptiveField]) -> ReceptiveField:
+    """The field where branches meet, axis by axis: cat[1x3 ; 3x1] sees 3x3, not one branch's 1x3 or 3x1.
+    Size, stride and padding are the largest on the axis; the start is the widest branch's on that axis."""
+    size, jump, padding, start = [], [], [], []
+    for axis in (0, 1):
+        widest = max(incoming, key=lambda rf: (rf.size[axis], rf.jump[axis]))
+        size.append(widest.size[axis])
+        jump.append(max(rf.jump[axis] for rf in incoming))
+        padding.append(max(rf.padding[axis] for rf in incoming))
+        start.append(widest.start[axis])
+    return ReceptiveField(tuple(size), tuple(jump), tuple(padding), tuple(start))  # type: ignore[arg-type]
 
 
 def _layers(graph: Graph, shapes: dict[str, Shape], fields: dict[str, ReceptiveField]) -> list[LayerReport]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from cnncalc import analysis
 from cnncalc.analysis import analyze, peak_activation_bytes
 from cnncalc.ir import Graph, Node
 from cnncalc.ops.add import Add
@@ -12,6 +13,7 @@ from cnncalc.ops.flatten import Flatten
 from cnncalc.ops.gemm import Gemm
 from cnncalc.ops.maxpool import MaxPool
 from cnncalc.ops.relu import Relu
+from cnncalc.spec import parse
 
 
 def chain(input_shape, *ops, name="net", **kwargs) -> Graph:
@@ -109,6 +111,17 @@ def test_vgg_style_receptive_field_by_hand():
     field = report.totals.receptive_field
     assert (field.size, field.jump, field.padding) == ((212, 212), (32, 32), (90, 90))
     assert report.output == [7, 7, 512]
+
+
+def test_branches_merge_their_receptive_fields_axis_by_axis():
+    # by hand: a 1x3 and a 3x1 branch (stride 1) joined by cat see 3x3; a 3x3 conv on top adds 2 per axis: 5x5.
+    # Taking one whole branch gave 3x1 and then 5x3. The same holds for res.
+    for joined in ("cat[1x3x3x4(p=0,1,0,1);3x1x3x4(p=1,0,1,0)]", "res[1x3x3x3(p=0,1,0,1);3x1x3x3(p=1,0,1,0)]"):
+        report = analyze(parse(f"8x8x3|{joined}|3x3x{8 if joined.startswith('cat') else 3}x8(p=1)"))
+        join, top = report.layers[-2], report.layers[-1]
+        assert join.receptive_field.size == (3, 3) and top.receptive_field.size == (5, 5), joined
+        # both branches pad 1 on the axis they span, so their first windows stay centred on the first pixel
+        assert join.receptive_field.start == analysis.INPUT_FIELD.start and join.receptive_field.padding == (1, 1)
 
 
 def test_diagnostics_flag_the_notes_smells():
