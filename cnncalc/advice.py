@@ -157,6 +157,11 @@ def _is_conv(layer: LayerReport) -> bool:
     return layer.cost_class.startswith("conv")
 
 
+def _is_any_conv(layer: LayerReport) -> bool:
+    """A conv of any kind, depthwise too: what striding and pooling advice applies to (MobileNetV2's s=2 convs)."""
+    return _is_conv(layer) or layer.cost_class == "depthwise"
+
+
 def _is_downsampling_pool(layer: LayerReport, report: NetworkReport) -> bool:
     return layer.cost_class == "pool" and _stride(layer, report) > 1
 
@@ -409,7 +414,7 @@ def bottlenecks(report: NetworkReport) -> list[Advice]:
 # ---- stride versus pooling ----------------------------------------------------------
 def strided_convs(report: NetworkReport) -> list[Advice]:
     """Strided convolutions skip input positions; the notes keep them for hardware limits."""
-    strided = [layer for layer in report.layers if _is_conv(layer) and _stride(layer, report) > 1]
+    strided = [layer for layer in report.layers if _is_any_conv(layer) and _stride(layer, report) > 1]
     if not strided:
         return []
     names = ", ".join(f"{layer.name} ({layer.label})" for layer in strided[:4])
@@ -480,7 +485,7 @@ def stride_swaps(report: NetworkReport) -> list[Swap]:
     users = _consumers(graph)
     swaps = []
     for layer in report.layers:
-        if not _is_conv(layer) or _stride(layer, report) != 1:
+        if not _is_any_conv(layer) or _stride(layer, report) != 1:
             continue
         between, following = _pass_through_chain(layer, report, users)
         if following is None or not _is_downsampling_pool(following, report):
@@ -507,7 +512,7 @@ def pool_swaps(report: NetworkReport) -> list[Swap]:
     users = _consumers(graph)
     swaps = []
     for layer in report.layers:
-        if not _is_conv(layer):
+        if not _is_any_conv(layer):
             continue
         s = _stride(layer, report)
         if s == 1:
@@ -532,7 +537,8 @@ def pool_swaps(report: NetworkReport) -> list[Swap]:
         output = pool_name if graph.output == last else graph.output
         alt = _rebuild(graph, nodes, {}, output)
         if alt is not None:
-            swaps.append(Swap(layer, None, alt, f"{twin.describe()} | {pool.describe()}"))
+            chain = [twin.describe(), *(step.label for step in between), pool.describe()]  # the pool after BN, ReLU
+            swaps.append(Swap(layer, None, alt, " | ".join(chain)))
     return sorted(swaps, key=lambda s: -s.conv.macs)[:MAX_SWAPS]
 
 

@@ -141,7 +141,8 @@ def test_no_stride_advice_where_compute_is_the_limit_or_without_profiles():
 
 def test_pool_for_stride_where_the_device_has_room():
     item = codes(STRIDED, profiles=(COMPUTE_BOUND,))["pool-for-stride"][0]
-    assert item.numbers["alternative"] == "3x3x8x8(p=1) | MP"
+    # the chain that was costed: the pool goes after the ReLU (the hint said "conv | MP")
+    assert item.numbers["alternative"] == "3x3x8x8(p=1) | ReLU | MP"
     # the reverse of the case above: 147,456 MACs -> 589,824
     assert (item.numbers["macs"], item.numbers["alt_macs"]) == (147_456, 589_824)
     # compute-bound at 1e9 FLOP/s: FLOPs = 2 * MACs + bias adds + ReLU (1 per element) [+ MP 3 per output]
@@ -164,6 +165,13 @@ def test_strided_conv_warning_without_profiles():
     # stride 2: about 2*2 = 4x the MACs at stride 1: 147,456 -> 589,824
     assert (item.numbers["macs"], item.numbers["alt_macs"]) == (147_456, 589_824)
     assert "strided-conv" not in codes(POOLED)
+
+
+def test_a_strided_depthwise_conv_counts_as_a_strided_conv():
+    # MobileNetV2's four s=2 depthwise convs were left out; by hand: 16x16x8 out, 9 MACs each = 18,432
+    item = codes("32x32x8|3x3x8x8(dw,p=1,s=2)|ReLU")["strided-conv"][0]
+    assert (item.numbers["macs"], item.numbers["alt_macs"]) == (18_432, 73_728)
+    assert "dw" in item.message
 
 
 # ---- fully connected layers ----------------------------------------------------------------------
