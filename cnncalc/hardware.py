@@ -204,7 +204,7 @@ def _add_file(raw: dict[str, dict[str, Any]], origin: dict[str, str], data: dict
                 guess = f"did you mean {close[0]!r}? " if close else ""
                 raise SpecFileError(f"{where}: profile {name!r}: unknown field {key!r}",
                                     hint=f"{guess}fields: {', '.join(FIELDS)}")
-        merged = dict(raw.get(str(name), {}))
+        merged = _without_overridden(raw.get(str(name), {}), fields)
         for key, value in fields.items():
             if key in MERGED and isinstance(value, dict) and isinstance(merged.get(key), dict):
                 merged[key] = {**merged[key], **value}
@@ -243,6 +243,19 @@ def _resolve(name: str, raw: dict[str, dict[str, Any]], origin: dict[str, str],
         elif key != "extends":
             base[key] = value
     return base
+
+
+def _without_overridden(earlier: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """An earlier definition of a profile, less what a later file's `fields` make stale: the sources of the
+    figures it sets (a source describes the old value), and the usable memory when it sets a new mem_gib."""
+    kept = dict(earlier)
+    stale = set()
+    if "mem_gib" in fields and "usable_mem_gib" not in fields:
+        kept.pop("usable_mem_gib", None)
+        stale.add("usable_mem_gib")
+    kept["sources"] = {key: source for key, source in (earlier.get("sources") or {}).items()
+                       if key not in stale and not _overrides(fields, str(key))}
+    return kept
 
 
 def _overrides(fields: dict[str, Any], source_key: str) -> bool:

@@ -251,6 +251,18 @@ def test_a_profile_that_extends_another_shows_its_own_sources_and_memory(tmp_pat
     assert gpu.usable_mem_bytes == gpu.mem_bytes == 16 * 2**30 and rows["usable_mem_gib"][2] == ""
 
 
+def test_an_override_of_a_built_in_profile_drops_what_it_makes_stale(tmp_path):
+    # an A100 40GB: the built-in's usable 79 GiB was kept and refused ("at most 40, got 79")
+    smaller = write(tmp_path, "a.yaml", "profiles:\n  a100:\n    mem_gib: 40\n")
+    a100 = load_profiles([smaller])["a100"]
+    assert a100.mem_bytes == a100.usable_mem_bytes == 40 * 2**30
+    # docs/hardware.md's example: 3.2 GiB usable kept the built-in's source, which described 2.5 GiB
+    headless = write(tmp_path, "n.yaml", "profiles:\n  jetson-nano: {usable_mem_gib: 3.2}\n")
+    nano = load_profiles([headless])["jetson-nano"]
+    assert nano.usable_mem_bytes == int(3.2 * 2**30) and "usable_mem_gib" not in nano.sources  # bytes truncate
+    assert "mem_gib" in nano.sources  # what the override did not touch keeps its source
+
+
 def test_a_broken_profiles_file_is_an_error_even_without_a_profile_asked_for(tmp_path):
     result = CliRunner().invoke(app, ["analyze", "8x8x1|FC(2)", "--profiles", str(tmp_path / "nosuch.yaml")])
     assert result.exit_code == 1 and "does not exist" in result.output
