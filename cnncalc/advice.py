@@ -214,7 +214,8 @@ def object_size_reached(report: NetworkReport, object_size: int | None) -> list[
             return [_make(
                 "object-size", "info",
                 f"the receptive field first covers a {object_size} px object at {layer.name} ({layer.label}), "
-                f"layer {depth} of {len(report.layers)}: field {rf.size[0]}x{rf.size[1]}, stride {max(rf.jump)}; "
+                f"# {layer.index} in the table, layer {depth} of {len(report.layers)}: "
+                f"field {rf.size[0]}x{rf.size[1]}, stride {max(rf.jump)}; "
                 f"layers before it see edges and parts of such objects",
                 layer, object_size=object_size, depth=depth, layers=len(report.layers),
                 field=min(rf.size), jump=max(rf.jump),
@@ -396,7 +397,8 @@ def bottlenecks(report: NetworkReport) -> list[Advice]:
     all_macs = sum(c.macs for c in candidates)
     all_alt = sum(c.alt_macs for c in candidates)
     others = (f"; all {len(candidates)} such convs: {all_macs:,} -> {all_alt:,} MACs "
-              f"({_pct(all_macs - all_alt, report.totals.macs)} of the network's)" if len(candidates) > 1 else "")
+              f"(saves {_pct(all_macs - all_alt, report.totals.macs)} of the network's MACs)"
+              if len(candidates) > 1 else "")
     kh, kw = top.kernel
     return [_make(
         "bottleneck", "info",
