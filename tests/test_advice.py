@@ -67,7 +67,7 @@ def test_object_size_names_the_first_layer_that_covers_it():
     # fields: conv 3, conv 5, MP 5+1 = 6 (j 2), conv 6+2*2 = 10, conv 14 >= 12: the 5th layer
     assert (item.layer, item.numbers["depth"], item.numbers["field"]) == ("conv4", 5, 14)
     assert "first covers a 12 px object at conv4" in item.message
-    assert "# 4 in the table, layer 5 of 7" in item.message  # the table counts from 0
+    assert "# 4 in the table, layer 5 of 6" in item.message  # the table counts from 0
 
 
 def test_object_size_never_reached():
