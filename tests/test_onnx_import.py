@@ -27,6 +27,7 @@ from cnncalc.cli import app
 from cnncalc.errors import CnnCalcError, OnnxFileError, UnsupportedOpError
 from cnncalc.render import render
 from cnncalc.runtime import Runtime
+from cnncalc.spec import parse
 
 DATA = Path(__file__).resolve().parent / "data"
 _spec = importlib.util.spec_from_file_location("make_models", DATA / "make_models.py")
@@ -419,3 +420,66 @@ def test_cli_bad_file_is_one_clean_error(tmp_path):
     result = runner.invoke(app, ["analyze", str(bad)])
     assert result.exit_code == 1
     assert "bad.onnx" in result.output and "Traceback" not in result.output
+
+
+# ---- files a careful exporter can write (found by a sweep of hand-built models) -------------------
+def test_a_conv_with_per_axis_strides_and_dilations_reads_back_from_its_spec():
+    # by hand, 17x15 input, kernel 3x5, strides 2x1, dilations 1x2, pads top 1 left 2 bottom 0 right 1:
+    # H = (17 + 1 + 0 - 3) // 2 + 1 = 8, W = (15 + 2 + 1 - 9) // 1 + 1 = 10; MACs 8 * 8 * 10 * 3 * 3 * 5 = 28,800
+    conv = helper.make_node("Conv", ["x", "W"], ["y"], kernel_shape=[3, 5], strides=[2, 1], pads=[1, 2, 0, 1],
+                            dilations=[1, 2])
+    graph = imported(small_model([conv], [const("W", np.ones((8, 3, 3, 5)))], shape=(1, 3, 17, 15)))
+    text = onnx_io.to_spec(graph)
+    assert "s=2x1" in text and "d=1x2" in text  # the spec wrote s=2, d=1 and described another network
+    for network in (graph, parse(text)):
+        report = analyze(network)
+        assert report.output == [8, 10, 8] and report.totals.macs == 28_800
+        assert report.totals.receptive_field.size == (3, 9)
+
+
+def test_a_dropout_in_training_mode_is_not_run_as_a_pass_through():
+    node = helper.make_node("Dropout", ["x", "ratio", "mode"], ["y"])
+    model = small_model([node], [const("ratio", 0.5), numpy_helper.from_array(np.array(True), "mode")])
+    with pytest.raises(UnsupportedOpError, match="training_mode=true"):
+        imported(model)
+
+
+def test_matmul_add_folds_only_a_bias_along_the_features():
+    flat = helper.make_node("Flatten", ["x"], ["f"])
+    nodes = [flat, helper.make_node("MatMul", ["f", "W"], ["m"]), helper.make_node("Add", ["m", "B"], ["y"])]
+    weights = [const("W", np.ones((144, 5)))]
+    graph = imported(small_model(nodes, [*weights, const("B", np.ones(5))]))
+    assert [node.op.op_type for node in graph.nodes] == ["Flatten", "Gemm"]
+    with pytest.raises(UnsupportedOpError, match="Add"):  # (5, 1) broadcasts the output to (5, 5): not an FC bias
+        imported(small_model(nodes, [*weights, const("B", np.ones((5, 1)))]))
+
+
+@pytest.mark.parametrize(("attrs", "message"), [
+    ({"pads": [-1, 0, 0, 0]}, "negative pad"),
+    ({"dilations": [0, 1]}, "below 1"),
+    ({"strides": [0, 1]}, "below 1"),
+    ({"group": 0}, "below 1"),
+    ({"pads": [1, 1]}, "must have 4 values"),
+    ({"strides": [1]}, "must have 2 values"),
+])
+def test_conv_attributes_out_of_range_are_clear_errors(attrs, message):
+    # negative pads crashed `run` (internal error); dilation 0 ran where onnxruntime refuses it
+    conv = helper.make_node("Conv", ["x", "W"], ["y"], kernel_shape=[3, 3], **attrs)
+    with pytest.raises(CnnCalcError, match=message):
+        imported(small_model([conv], [const("W", np.ones((2, 4, 3, 3)))]))
+
+
+def test_a_gemm_with_one_bias_for_every_feature_runs_like_onnxruntime():
+    nodes = [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Gemm", ["f", "W", "C"], ["y"], transB=1)]
+    model = small_model(nodes, [const("W", np.ones((5, 144)) / 144), const("C", [0.5])])  # C broadcasts
+    loaded = onnx_io.load_model(model.SerializeToString())
+    x = np.random.default_rng(0).standard_normal((1, 4, 6, 6)).astype(np.float32)
+    ours = Runtime(loaded.graph, loaded.weights).run(x).output
+    theirs = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_shape_of_an_initializer_is_folded():
+    nodes = [helper.make_node("Shape", ["W"], ["ws"]), helper.make_node("Conv", ["x", "W"], ["y"], kernel_shape=[3, 3])]
+    graph = imported(small_model(nodes, [const("W", np.ones((2, 4, 3, 3)))]))  # an AssertionError before
+    assert [node.op.op_type for node in graph.nodes] == ["Conv"]

@@ -25,9 +25,9 @@ class Const:
 
 
 def _fold_shape(values: list[np.ndarray], attrs: dict[str, Any], act_shape: list[int] | None) -> np.ndarray:
-    """Shape(x): the input's full shape, batch first, sliced by start/end (opset 15)."""
-    assert act_shape is not None
-    return np.array(act_shape, dtype=np.int64)[attrs.get("start", 0):attrs.get("end", None)]
+    """Shape(x): the input's full shape, batch first, sliced by start/end (opset 15); of a constant, its shape."""
+    shape = act_shape if act_shape is not None else list(values[0].shape)
+    return np.array(shape, dtype=np.int64)[attrs.get("start", 0):attrs.get("end", None)]
 
 
 def _fold_gather(values: list[np.ndarray], attrs: dict[str, Any], act_shape: list[int] | None) -> np.ndarray:

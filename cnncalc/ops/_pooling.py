@@ -14,7 +14,7 @@ else:
 
 from ..errors import ShapeError, UnsupportedOpError
 from ._windows import kernel_slices, pad_images
-from .base import Op, Shape, SpecArgs, Window, numel, spatial, window_out
+from .base import Op, Shape, SpecArgs, Window, numel, pair_text, spatial, window_out
 from .conv import read_pads, same_pads
 
 Pads = tuple[int, int, int, int]
@@ -37,8 +37,8 @@ class _Pool(Op):
     @classmethod
     def from_spec(cls, args: SpecArgs, in_shapes: list[Shape]) -> Op:
         name = cls.spec_names[0]
-        kernel = _read_pair(args, ("k", "kernel"), 0, (2, 2))
-        strides = _read_pair(args, ("s", "stride", "strides"), None, kernel)
+        kernel = args.pair("k", "kernel", positional=0, default=(2, 2))
+        strides = args.pair("s", "stride", "strides", default=kernel)
         pads = _read_pads(args, in_shapes, kernel, strides)
         ceil_mode = int(args.switch("ceil", "ceil_mode", default=False, meaning="ceil_mode"))
         extra = cls._extra_from_spec(args)
@@ -82,9 +82,9 @@ class _Pool(Op):
     def describe(self) -> str:
         options = []
         if self.kernel_shape != (2, 2):
-            options.append(f"k={_pair_text(self.kernel_shape)}")
+            options.append(f"k={pair_text(self.kernel_shape)}")
         if self.strides != self.kernel_shape:
-            options.append(f"s={_pair_text(self.strides)}")
+            options.append(f"s={pair_text(self.strides)}")
         if self.pads != (0, 0, 0, 0):
             top, left, bottom, right = self.pads
             options.append(f"p={top}" if len(set(self.pads)) == 1 else f"p={top},{left},{bottom},{right}")
@@ -171,29 +171,6 @@ class _Pool(Op):
     def _slices(self, out_hw: tuple[int, int]) -> Iterator[tuple[slice, slice]]:
         """Per kernel position, the strided slice of the padded batch it reads (see `kernel_slices`)."""
         return kernel_slices(self.kernel_shape, self.strides, out_hw)
-
-
-def _pair_text(pair: tuple[int, int]) -> str:
-    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
-
-
-def _read_pair(args: SpecArgs, keys: tuple[str, ...], positional: int | None,
-               default: tuple[int, int]) -> tuple[int, int]:
-    """An option written `3` or `3x2` (height x width)."""
-    found = args.raw(*keys, positional=positional)
-    if found is None:
-        return default
-    value, index = found
-    parts = value.lower().split("x")
-    try:
-        numbers = [int(part) for part in parts]
-    except ValueError:
-        raise args.error(index, f"option {keys[0]}={value!r} is not a whole number",
-                         hint=f"write {keys[0]}=3 or {keys[0]}=3x2") from None
-    if len(numbers) not in (1, 2) or min(numbers) < 1:
-        raise args.error(index, f"option {keys[0]}={value!r} must be one or two whole numbers of at least 1",
-                         hint=f"write {keys[0]}=3 or {keys[0]}=3x2")
-    return (numbers[0], numbers[-1])
 
 
 def _read_pads(args: SpecArgs, in_shapes: list[Shape], kernel: tuple[int, int],

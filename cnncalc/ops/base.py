@@ -174,6 +174,22 @@ class SpecArgs:
                              hint=f"write {key}=1 to turn {meaning} on, {key}=0 to turn it off")
         return value == "1"
 
+    def pair(self, *keys: str, default: tuple[int, int], positional: int | None = None) -> tuple[int, int]:
+        """A per-axis option written `3` or `3x2` (height x width), each at least 1: kernels, strides, dilations."""
+        found = self.raw(*keys, positional=positional)
+        if found is None:
+            return default
+        value, index = found
+        try:
+            numbers = [int(part) for part in value.lower().split("x")]
+        except ValueError:
+            raise self.error(index, f"option {keys[0]}={value!r} is not a whole number",
+                             hint=f"write {keys[0]}=3 or {keys[0]}=3x2") from None
+        if len(numbers) not in (1, 2) or min(numbers) < 1:
+            raise self.error(index, f"option {keys[0]}={value!r} must be one or two whole numbers of at least 1",
+                             hint=f"write {keys[0]}=3 or {keys[0]}=3x2")
+        return (numbers[0], numbers[-1])
+
     def flag(self, *keys: str) -> bool:
         """A bare flag such as `dw`."""
         for i, (key, value, _pos) in enumerate(self.items):
@@ -188,6 +204,11 @@ class SpecArgs:
             if i not in self._used:
                 shown = f"{key}={value}" if key is not None else value
                 raise self.error(i, f"{op_name} has no option {shown!r}", hint=f"{op_name} takes {known}")
+
+
+def pair_text(pair: tuple[int, int]) -> str:
+    """`3` for (3, 3), `3x2` for (3, 2): how SpecArgs.pair reads it back."""
+    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
 
 
 class Op:

@@ -12,9 +12,9 @@ if TYPE_CHECKING:
 else:
     from .._numpy import np
 
-from ..errors import ShapeError
+from ..errors import ShapeError, UnsupportedOpError
 from ._windows import add_windows, crop_pads, im2col, pad_images, phase_planes, window_view
-from .base import Example, Forward, Op, Shape, SpecArgs, WeightSpec, Window, execution, spatial, window_out
+from .base import Example, Forward, Op, Shape, SpecArgs, WeightSpec, Window, execution, pair_text, spatial, window_out
 
 #: im2col columns larger than this (about the development machine's last-level cache) are built and
 #: multiplied COLUMN_CHUNK_BYTES at a time (at least one sample) in inference; when a batch is split
@@ -51,19 +51,19 @@ class Conv(Op):
     @classmethod
     def from_spec(cls, args: SpecArgs, in_shapes: list[Shape]) -> Op:
         kh, kw, cin, cout = args.dims
-        stride = args.integer("s", "stride", default=1, minimum=1)
-        dilation = args.integer("d", "dilation", default=1, minimum=1)
+        strides = args.pair("s", "stride", default=(1, 1))  # `s=2` or per axis `s=2x1` (height x width)
+        dilations = args.pair("d", "dilation", default=(1, 1))
         depthwise = args.flag("dw", "depthwise")
         group = cin if depthwise else args.integer("g", "groups", "group", default=1, minimum=1)
         bias = args.switch("b", "bias", default=True, meaning="bias")
-        pads = read_pads(args, in_shapes, (kh, kw), (stride, stride), (dilation, dilation), "conv")
+        pads = read_pads(args, in_shapes, (kh, kw), strides, dilations, "conv")
         if "bias" in args.defaults and args.raw("b", "bias") is None:
             bias = bool(args.defaults["bias"])
-        args.finish("Conv", "p (int or same), s, d, g or dw, b (0 or 1)")
+        args.finish("Conv", "p (int or same), s and d (2 or 2x1), g or dw, b (0 or 1)")
         if kh < 1 or kw < 1 or cin < 1 or cout < 1:
             raise args.error(None, f"conv {kh}x{kw}x{cin}x{cout} has a zero size",
                              hint="every size is at least 1")
-        return cls((kh, kw), cin, cout, (stride, stride), pads, (dilation, dilation), group, bias)
+        return cls((kh, kw), cin, cout, strides, pads, dilations, group, bias)
 
     @classmethod
     def from_onnx(cls, attrs: dict[str, Any], in_shapes: list[Shape], weight_shapes: list[Shape]) -> Op:
@@ -71,6 +71,11 @@ class Conv(Op):
         kernel = tuple(attrs.get("kernel_shape", w[2:]))
         strides = tuple(attrs.get("strides", (1, 1)))
         dilations = tuple(attrs.get("dilations", (1, 1)))
+        for name, values, count in (("kernel_shape", kernel, 2), ("strides", strides, 2), ("dilations", dilations, 2),
+                                    ("pads", tuple(attrs.get("pads", (0, 0, 0, 0))), 4)):
+            if len(values) != count:  # a 2-D conv has one per spatial axis, pads one per side
+                raise UnsupportedOpError(f"Conv {name} {list(values)} must have {count} values for a 2-D conv",
+                                         hint="the file is damaged, or the conv is not 2-D")
         auto_pad = attrs.get("auto_pad", "NOTSET")
         if isinstance(auto_pad, bytes):
             auto_pad = auto_pad.decode()
@@ -92,9 +97,9 @@ class Conv(Op):
         if self.pads != (0, 0, 0, 0):
             options.append(f"p={top}" if len(set(self.pads)) == 1 else f"p={top},{left},{bottom},{right}")
         if self.strides != (1, 1):
-            options.append(f"s={self.strides[0]}")
+            options.append(f"s={pair_text(self.strides)}")
         if self.dilations != (1, 1):
-            options.append(f"d={self.dilations[0]}")
+            options.append(f"d={pair_text(self.dilations)}")
         if self.group == self.in_channels and self.group > 1:
             options.append("dw")
         elif self.group != 1:
@@ -129,6 +134,10 @@ class Conv(Op):
                 f"but the incoming tensor has {c} channels",
                 hint=f"write {self.kernel_shape[0]}x{self.kernel_shape[1]}x{c}x{self.out_channels}",
             )
+        if min(*self.kernel_shape, *self.strides, *self.dilations, self.group) < 1 or min(self.pads) < 0:
+            raise ShapeError(f"conv {self.describe()} has a kernel, stride, dilation or group below 1, "
+                             "or a negative pad",
+                             hint="kernel, stride, dilation and group are at least 1, pads 0 or more")
         if self.in_channels % self.group or self.out_channels % self.group:
             raise ShapeError(
                 f"groups g={self.group} must divide Cin={self.in_channels} and Cout={self.out_channels}",

@@ -38,6 +38,9 @@ class Dropout(Op):
 
     @classmethod
     def from_onnx(cls, attrs: dict[str, Any], in_shapes: list[Shape], weight_shapes: list[Shape]) -> Op:
+        if bool(attrs.get("training_mode", False)):  # a constant input the importer read as an attribute
+            raise UnsupportedOpError("Dropout with training_mode=true drops values at random in inference",
+                                     hint="export the model in inference mode (model.eval() before torch.onnx.export)")
         ratio = onnx_float(attrs.get("ratio", 0.5))
         if not 0.0 <= ratio < 1.0:
             raise UnsupportedOpError(f"Dropout ratio {ratio} is outside [0, 1)", hint="use a ratio below 1")
