@@ -114,8 +114,9 @@ class _Importer:
         description = self.model.graph.doc_string or model_text
         unsupported = tuple(f"{op_type} at {where}" for op_type, places in self.unsupported.items()
                             for where in places)
+        nodes = self._reaching(output)
         try:
-            graph = Graph(self.name, self.input_shape, tuple(self.nodes), output, input_name=self.input_name,
+            graph = Graph(self.name, self.input_shape, nodes, output, input_name=self.input_name,
                           dtype=self.dtype, batch=self.batch, description=description[:2000],
                           unsupported=unsupported)
         except CnnCalcError as error:
@@ -123,6 +124,17 @@ class _Importer:
         # the equivalent spec chain, so that JSON and Markdown reports of an imported model show it too
         text = spec_or_empty(graph)
         return replace(graph, text=text) if text else graph
+
+    def _reaching(self, output: str) -> tuple[Node, ...]:
+        """The layers the output depends on: others cost nothing at run time (onnxruntime drops them too)."""
+        needed = {output}
+        for node in reversed(self.nodes):
+            if node.name in needed:
+                needed.update(node.inputs)
+        for node in self.nodes:
+            if node.name not in needed:
+                self.weights.pop(node.name, None)
+        return tuple(node for node in self.nodes if node.name in needed)
 
     # ---- file-level checks ---------------------------------------------------------------------
     def _checked_dims(self, dims: Iterable[int], what: str) -> Shape:
