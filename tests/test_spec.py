@@ -513,3 +513,12 @@ def test_input_obeys_the_element_limit():
         assert "above the limit of 1,000,000,000,000" in fails("ReLU", input_shape=shape).message
     with pytest.raises(SpecError, match="2,000,000,000,000 elements"):
         parse_shape(text)
+
+
+def test_float_options_survive_the_spec_text_exactly():
+    # `:g` kept 6 significant digits: LReLU(a=0.123456789) came back as a=0.123457
+    text = "8x8x3|LReLU(a=0.123456789)|Clip(min=-0.1234567,max=0.765432)|DO(0.1)|BN(eps=0.0012345678)"
+    graph = parse(text)
+    again = parse("8x8x3|" + "|".join(node.op.describe() for node in graph.nodes))
+    assert [node.op for node in again.nodes] == [node.op for node in graph.nodes]
+    assert graph.nodes[0].op.describe() == "LReLU(a=0.123456789)"

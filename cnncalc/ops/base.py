@@ -206,6 +206,13 @@ class SpecArgs:
                 raise self.error(i, f"{op_name} has no option {shown!r}", hint=f"{op_name} takes {known}")
 
 
+def number_text(value: float) -> str:
+    """A float option as spec text that reads back to the same value (`:g` kept 6 digits: 0.123456789 became
+    0.123457); whole numbers without `.0`."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
 def pair_text(pair: tuple[int, int]) -> str:
     """`3` for (3, 3), `3x2` for (3, 2): how SpecArgs.pair reads it back."""
     return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"

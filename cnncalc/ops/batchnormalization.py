@@ -12,7 +12,7 @@ else:
 
 from ..errors import UnsupportedOpError
 from ._pointwise import _Pointwise
-from .base import Example, Forward, Op, Shape, SpecArgs, WeightSpec, onnx_float
+from .base import Example, Forward, Op, Shape, SpecArgs, WeightSpec, number_text, onnx_float
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,9 @@ class BatchNormalization(_Pointwise):
     def describe(self) -> str:
         options = []
         if self.epsilon != 1e-5:
-            options.append(f"eps={self.epsilon:g}")
+            options.append(f"eps={number_text(self.epsilon)}")
         if self.momentum != 0.9:
-            options.append(f"m={self.momentum:g}")
+            options.append(f"m={number_text(self.momentum)}")
         return f"BN({','.join(options)})" if options else "BN"
 
     def weights(self, in_shapes: list[Shape]) -> list[WeightSpec]:

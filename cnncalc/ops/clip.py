@@ -21,7 +21,7 @@ else:
 
 from ..errors import UnsupportedOpError
 from ._pointwise import _Pointwise
-from .base import Example, Forward, Op, Shape, SpecArgs, WeightSpec, onnx_float
+from .base import Example, Forward, Op, Shape, SpecArgs, WeightSpec, number_text, onnx_float
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,9 @@ class Clip(_Pointwise):
         return "ReLU6" if (self.min, self.max) == (0.0, 6.0) else "Clip"
 
     def describe(self) -> str:
-        return "ReLU6" if (self.min, self.max) == (0.0, 6.0) else f"Clip(min={self.min:g},max={self.max:g})"
+        if (self.min, self.max) == (0.0, 6.0):
+            return "ReLU6"
+        return f"Clip(min={number_text(self.min)},max={number_text(self.max)})"
 
     def weights(self, in_shapes: list[Shape]) -> list[WeightSpec]:
         return [WeightSpec("min", (), trainable=False, init=f"const:{self.min!r}"),

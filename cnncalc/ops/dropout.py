@@ -18,7 +18,7 @@ else:
     from .._numpy import np
 
 from ..errors import UnsupportedOpError
-from .base import Example, Forward, Op, Shape, SpecArgs, WeightSpec, onnx_float
+from .base import Example, Forward, Op, Shape, SpecArgs, WeightSpec, number_text, onnx_float
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class Dropout(Op):
         return {}  # the ratio is a constant input from opset 12, see weights()
 
     def describe(self) -> str:
-        return f"DO({self.ratio:g})"
+        return f"DO({number_text(self.ratio)})"
 
     def weights(self, in_shapes: list[Shape]) -> list[WeightSpec]:
         return [WeightSpec("ratio", (), trainable=False, init=f"const:{self.ratio!r}")]

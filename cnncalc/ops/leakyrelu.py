@@ -11,7 +11,7 @@ else:
     from .._numpy import np
 
 from ._pointwise import _Pointwise
-from .base import Example, Forward, Op, Shape, SpecArgs, onnx_float
+from .base import Example, Forward, Op, Shape, SpecArgs, number_text, onnx_float
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class LeakyRelu(_Pointwise):
         return cls(onnx_float(attrs.get("alpha", 0.01)))
 
     def describe(self) -> str:
-        return "LReLU" if self.alpha == 0.01 else f"LReLU(a={self.alpha:g})"
+        return "LReLU" if self.alpha == 0.01 else f"LReLU(a={number_text(self.alpha)})"
 
     def forward(self, inputs: list[np.ndarray], training: bool = False,
                 rng: np.random.Generator | None = None) -> Forward:
