@@ -487,7 +487,8 @@ def test_shape_of_an_initializer_is_folded():
 
 def test_layers_the_output_does_not_depend_on_are_left_out():
     # a conv reading the output and feeding nothing: it was counted (108 params, 1,728 MACs) and run
-    nodes = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Conv", ["y", "W"], ["dead"], kernel_shape=[3, 3])]
+    nodes = [helper.make_node("Relu", ["x"], ["y"]),
+             helper.make_node("Conv", ["y", "W"], ["dead"], kernel_shape=[3, 3])]
     loaded = onnx_io.load_model(small_model(nodes, [const("W", np.ones((4, 4, 3, 3)))]).SerializeToString())
     assert [node.op.op_type for node in loaded.graph.nodes] == ["Relu"]
     assert analyze(loaded.graph).totals.params == 0 and set(loaded.weights) <= {"y"}

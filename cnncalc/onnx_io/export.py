@@ -67,7 +67,8 @@ def to_onnx(graph: Graph, weights: Weights | None = None, *, seed: int = 0, opse
         arrays = _node_arrays(node, specs, weights, np_dtype)
         names = [f"{node.name}.{spec.name}" for spec in specs]
         initializers += [_tensor(array, name) for array, name in zip(arrays, names, strict=True)]
-        attributes = {key: value for key, value in node.op.onnx_attributes().items() if value is not None}
+        in_shapes = [graph.shapes[name] for name in node.inputs]
+        attributes = {key: value for key, value in node.op.export_attributes(in_shapes).items() if value is not None}
         nodes.append(helper.make_node(node.op.op_type, [*node.inputs, *names], [node.name], name=node.name,
                                       doc_string=node.label or node.op.describe(), **attributes))
     inputs = [helper.make_tensor_value_info(graph.input_name, elem, [batch_dim, *graph.input_shape])]

@@ -79,6 +79,30 @@ class _Pool(Op):
         return {"kernel_shape": list(self.kernel_shape), "strides": list(self.strides),
                 "pads": list(self.pads), "ceil_mode": self.ceil_mode}
 
+    def export_attributes(self, in_shapes: list[Shape]) -> dict[str, Any]:
+        """The file's pads, with an end pad cut where its last ceil-mode window would start in it.
+
+        The ONNX spec, PyTorch and onnxruntime drop such a window, but onnx's shape inference (1.23) keeps it,
+        so the file failed onnx.checker. Where the padding holds nothing the pool reads (max, L2, an average
+        that counts only real pixels), the cut end pad gives the same windows and the same output.
+        """
+        attributes = self.onnx_attributes()
+        if not self.ceil_mode or self._pads_count():
+            return attributes
+        _, h, w = spatial(in_shapes[0], self.spec_name())
+        pads = list(self.pads)
+        for axis, size in enumerate((h, w)):
+            begin, k, s = pads[axis], self.kernel_shape[axis], self.strides[axis]
+            out = window_out(size, k, s, begin, pads[axis + 2], True)
+            while pads[axis + 2] > 0 and -(-(size + begin + pads[axis + 2] - k) // s) + 1 > out:
+                pads[axis + 2] -= 1  # onnx's formula without the drop, until it gives the same count
+        attributes["pads"] = pads
+        return attributes
+
+    def _pads_count(self) -> bool:
+        """Whether padded positions change the result (an average that divides by them)."""
+        return False
+
     def describe(self) -> str:
         options = []
         if self.kernel_shape != (2, 2):

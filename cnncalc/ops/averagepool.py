@@ -37,6 +37,9 @@ class AveragePool(_Pool):
     def onnx_attributes(self) -> dict[str, Any]:
         return {**super().onnx_attributes(), "count_include_pad": self.count_include_pad}
 
+    def _pads_count(self) -> bool:
+        return bool(self.count_include_pad)  # padded positions are in the divisor
+
     def _extra_describe(self) -> list[str]:
         return ["cip=1"] if self.count_include_pad else []
 

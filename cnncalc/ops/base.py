@@ -256,6 +256,10 @@ class Op:
         """The ONNX node's attributes; the default is every dataclass field."""
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
+    def export_attributes(self, in_shapes: list[Shape]) -> dict[str, Any]:
+        """The attributes written to an ONNX file for inputs of these shapes; most ops need only their own."""
+        return self.onnx_attributes()
+
     def min_opset(self) -> int:
         """The first ONNX opset that has this instance's attributes (0: any opset cnncalc writes)."""
         return 0
