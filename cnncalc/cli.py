@@ -815,7 +815,9 @@ def training_progress(epochs: int) -> Iterator[tuple[Callable[..., None], Callab
 def verify(
     spec: SpecArg,
     seed: Annotated[
-        int, typer.Option("--seed", metavar="SEED", min=0, help="Seed of the weights and the random inputs.")
+        int,
+        typer.Option("--seed", metavar="SEED", min=0,
+                     help="Seed of the random inputs and of a spec's weights (an .onnx model keeps its own)."),
     ] = 0,
     grad_seconds: Annotated[
         float,
@@ -837,7 +839,15 @@ def verify(
     check_choice(fmt, ("table", "json"), "--format")
     check_finite(grad_seconds, "--grad-seconds")
     reports = []
-    for graph in pick_variants(load_files(spec), variant):
+    networks: list[tuple[Any, Any]]  # (graph, the file's weights or None: He weights from --seed)
+    if len(spec) == 1 and spec[0].lower().endswith(".onnx"):
+        from .onnx_io import load_model
+
+        imported = load_model(spec[0])  # a trained model is checked with its own weights
+        networks = [(imported.graph, imported.weights)]
+    else:
+        networks = [(graph, None) for graph in pick_variants(load_files(spec), variant)]
+    for graph, weights in networks:
         if fmt == "table":
             out.print(escape(graph.name), style="bold", highlight=False)
 
@@ -850,7 +860,7 @@ def verify(
                     soft_wrap=True,
                 )
 
-        reports.append(run_checks(graph, seed=seed, grad_budget_s=grad_seconds, on_check=show))
+        reports.append(run_checks(graph, seed=seed, grad_budget_s=grad_seconds, on_check=show, weights=weights))
         if fmt == "table":
             out.print(escape(summary_line(reports[-1])), highlight=False, soft_wrap=True)
     if fmt == "json":

@@ -220,6 +220,10 @@ class Runtime:
         if keep_tape:
             self._tape = tape
             self._output_shape = tuple(output.shape)
+            output = output.view()
+            output.flags.writeable = False  # the tape holds this array: editing it would corrupt backward()
+        elif np.may_share_memory(output, x):
+            output = output.copy()  # an identity network's output is its input: the caller's array
         return RunResult(output, records, peak, total, parts)
 
     def parallel_parts(self, batch: int) -> int:
@@ -555,6 +559,11 @@ def check_with_onnxruntime(model: Any, input_name: str, x: np.ndarray, output: n
         raise _onnxruntime_failure(error) from None
     if expected.shape != output.shape:
         raise CnnCalcError(f"onnxruntime's output has shape {expected.shape}, cnncalc's {output.shape}")
+    ours_bad, theirs_bad = int((~np.isfinite(output)).sum()), int((~np.isfinite(expected)).sum())
+    if ours_bad or theirs_bad:  # a difference of NaN compares as neither agreement nor disagreement
+        raise RuntimeInputError(f"the outputs hold NaN or infinite values (cnncalc {ours_bad:,}, onnxruntime "
+                                f"{theirs_bad:,} of {output.size:,}): no difference can be taken",
+                                hint="check the input and the model's weights for NaN, infinite or huge values")
     difference = np.abs(expected.astype(np.float64) - output.astype(np.float64))
     scale = float(np.abs(expected).max()) or 1.0
     return {"max_abs_diff": float(difference.max()), "max_rel_diff": float(difference.max()) / scale,

@@ -290,7 +290,8 @@ def load_data(source: str, graph: Graph, seed: int = 0, val_fraction: float = 0.
 
 
 def check_data(data: Dataset, input_shape: Shape, classes: int) -> Dataset:
-    """The data must fit the network: the same sample shape, labels below the class count."""
+    """The data must fit the network: the same sample shape, labels below the class count, no empty set."""
+    check_not_empty(data)
     if tuple(data.x_train.shape[1:]) != tuple(input_shape):
         raise RuntimeInputError(
             f"the {data.name} samples are {show_shape(tuple(data.x_train.shape[1:]))} but the network takes "
@@ -303,6 +304,15 @@ def check_data(data: Dataset, input_shape: Shape, classes: int) -> Dataset:
                                 hint=f"end the spec with FC({top + 1})")
     data.classes = classes
     return data
+
+
+def check_not_empty(data: Dataset) -> None:
+    """Training needs samples to learn from and to validate on (an empty x_val divided by zero)."""
+    for part, count in (("training", len(data.x_train)), ("validation", len(data.x_val))):
+        if count == 0:
+            raise RuntimeInputError(f"the {part} set of {data.name} has no samples",
+                                    hint="give x_val and y_val at least one sample, or leave them out to split x"
+                                    if part == "validation" else "give x and y at least two samples")
 
 
 def split(x: np.ndarray, y: np.ndarray, val_fraction: float, seed: int, name: str, classes: int) -> Dataset:
@@ -431,16 +441,26 @@ def to_nchw(x: np.ndarray, input_shape: Shape, layout: str, where: str) -> np.nd
         f"or N x {c} x {h} x {w} (NCHW)", hint="reshape the images, or use a spec with the data's input shape")
 
 
+MAX_CLASS = 10**9  # a label above this is a wrong column or a wrapped integer, not a class number
+
+
 def labels(y: np.ndarray, count: int, where: str) -> np.ndarray:
     """Integer class labels, one per sample."""
-    y = np.asarray(y).reshape(-1)
+    raw = np.asarray(y)
+    y = raw.reshape(-1)
     if len(y) != count:
-        raise RuntimeInputError(f"{where} has {len(y)} labels for {count} samples")
+        one_hot = raw.ndim == 2 and len(raw) == count
+        raise RuntimeInputError(f"{where} has {len(y)} labels for {count} samples",
+                                hint="one-hot rows? store the class numbers, y.argmax(axis=1)" if one_hot
+                                else "give one class number per sample")
     if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
         y = y.astype(np.int64)
     if y.dtype.kind not in "iu" or (len(y) and y.min() < 0):
         raise RuntimeInputError(f"{where} must hold class numbers 0, 1, 2, ... (got {y.dtype})",
                                 hint="store labels as integers, not one-hot vectors or names")
+    if len(y) and int(y.max()) > MAX_CLASS:  # checked before the cast: uint64 2**64-1 would wrap to -1
+        raise RuntimeInputError(f"{where} holds the label {int(y.max()):,}; class numbers run 0, 1, 2, ...",
+                                hint="store class numbers below the network's output count")
     return y.astype(np.int64)
 
 
@@ -646,6 +666,7 @@ def train(graph: Graph, weights: Weights, data: Dataset, config: TrainConfig,
     from .runtime import Runtime
 
     config.check()
+    check_not_empty(data)
     check_batch_statistics(graph, config.batch, len(data.x_train))
     # arrays are trained in place; read-only ones (weights read from an ONNX file) and other dtypes are copied
     weights = {name: [a if isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.writeable
@@ -662,7 +683,7 @@ def train(graph: Graph, weights: Weights, data: Dataset, config: TrainConfig,
     result.initial_val_loss, result.initial_val_accuracy = evaluate(runtime, data.x_val, data.y_val, loss_fn,
                                                                     config.batch)
     steps_per_epoch = -(-len(data.x_train) // config.batch)
-    step_size = config.step_size or max(1, config.epochs // 3)
+    step_size = config.step_size or -(-config.epochs // 3)  # thirds of the run: 5 epochs decay after 2 and 4
     best_loss, best_weights, waited = math.inf, None, 0
     stop = stop or StopFlag()
     started = time.perf_counter()
@@ -783,5 +804,8 @@ def summary_lines(result: TrainResult) -> list[str]:
         lines.append(f"stopped early: no better validation loss for {config.patience} epochs; "
                      f"kept the weights of epoch {result.best_epoch}")
     if result.interrupted:
-        lines.append(f"interrupted during epoch {result.history[-1].epoch}; the weights after the last step are kept")
+        last = result.history[-1].epoch
+        kept = (f"the weights of epoch {result.best_epoch}, the best validation loss, are kept (--patience)"
+                if result.best_epoch != last else "the weights after the last step are kept")
+        lines.append(f"interrupted during epoch {last}; {kept}")
     return lines

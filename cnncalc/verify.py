@@ -22,6 +22,7 @@ import numpy as np
 from .errors import CnnCalcError
 from .ir import Graph, show_shape
 from .ops.base import numel
+from .weights import Weights
 
 # central-difference steps, relative to each tensor's RMS (float64); a kink (ReLU at 0, a max-pool tie)
 # that a step crosses adds an error proportional to the step, a wrong gradient one that stays, so a
@@ -105,8 +106,10 @@ class _Skipped(Exception):
 
 
 def verify(graph: Graph, seed: int = 0, grad_budget_s: float = GRAD_BUDGET_S, grad_batch: int = 2,
-           train_steps: int = 3, on_check: Callable[[Check], None] | None = None) -> VerifyReport:
-    """Run every check on `graph` (see the module docstring); `on_check` sees each line as it is decided."""
+           train_steps: int = 3, on_check: Callable[[Check], None] | None = None,
+           weights: Weights | None = None) -> VerifyReport:
+    """Run every check on `graph` (see the module docstring); `on_check` sees each line as it is decided.
+    `weights` (an ONNX file's own) are checked as they are; without them, He weights are drawn from `seed`."""
     report = VerifyReport(graph.name)
     state: dict[str, Any] = {}
 
@@ -136,7 +139,7 @@ def verify(graph: Graph, seed: int = 0, grad_budget_s: float = GRAD_BUDGET_S, gr
             on_check(report.checks[-1])
 
     run(ANALYSIS, (), lambda: _analysis(graph, state))
-    run(CHECKER, ("analysis",), lambda: _checker(graph, seed, state))
+    run(CHECKER, ("analysis",), lambda: _checker(graph, seed, state, weights))
     run(SHAPE_INFERENCE, ("model",), lambda: _shape_inference(state))
     run(PARAMS, ("model",), lambda: _params(graph, state))
     run(EXEC_SHAPES, ("analysis",), lambda: _execute(graph, seed, state))
@@ -162,14 +165,14 @@ def _analysis(graph: Graph, state: dict[str, Any]) -> str:
             f"output {show_shape(graph.shapes[graph.output])}")
 
 
-def _checker(graph: Graph, seed: int, state: dict[str, Any]) -> str:
+def _checker(graph: Graph, seed: int, state: dict[str, Any], given: Weights | None = None) -> str:
     """The exported model passes onnx.checker with full_check (which also runs strict shape inference)."""
     import onnx
 
     from .onnx_io import to_onnx
     from .weights import init_weights
 
-    weights = init_weights(graph, seed)
+    weights = given if given is not None else init_weights(graph, seed)
     state["weights"] = weights
     model = to_onnx(graph, weights, seed=seed)
     onnx.checker.check_model(model, full_check=True)

@@ -745,3 +745,22 @@ def test_single_window_pool_leaves_its_input_alone() -> None:
     x = np.array([[[[1.0, 2.0], [3.0, 4.0]]]], dtype=np.float32)
     assert Runtime.from_graph(graph).run(x).output.item() == 4.0
     assert np.array_equal(x, [[[[1.0, 2.0], [3.0, 4.0]]]])
+
+
+def test_the_output_never_aliases_the_input_or_the_tape() -> None:
+    # an identity network returned the caller's own array; a taped output edited in place corrupted backward
+    x = np.ones((2, 4, 3, 3), np.float32)
+    out = Runtime.from_graph(parse("3x3x4|ID")).run(x).output
+    assert out is not x and not np.shares_memory(out, x)
+    taped = Runtime.from_graph(parse("3x3x4|FC(2)|Softmax")).run(x, training=True, keep_tape=True).output
+    with pytest.raises(ValueError, match="read-only"):
+        taped *= 0
+
+
+def test_check_refuses_to_compare_outputs_that_hold_nan(tmp_path: Path) -> None:
+    # max abs diff nan printed as if it were a result, exit 0
+    x = np.full((1, 3, 8, 8), np.nan, np.float32)
+    path = tmp_path / "x.npy"
+    np.save(path, x)
+    result = cli(CHAIN, "--input", str(path), "--check")
+    assert result.exit_code == 1 and "NaN or infinite values" in result.output

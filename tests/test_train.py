@@ -412,3 +412,29 @@ def test_bad_training_choices_are_refused_before_training():
     assert result.exit_code == 1 and "unknown layout 'xyz'" in result.output
     result = cli.invoke(app, ["train", "224x224x3|GAP|FC(2)", "--samples", "10000000"])  # 6.0 TB of float32 alone
     assert result.exit_code == 1 and "synthetic samples need about" in result.output
+
+
+def test_the_step_schedule_decays_every_third_of_the_run():
+    # docs/training.md: x0.1 every third of the run; 5 epochs decayed every epoch (step size 5 // 3 = 1),
+    # now every ceil(5 / 3) = 2 epochs: 1e-2, 1e-2, 1e-3, 1e-3, 1e-4
+    graph = parse("4x4x1|FC(2)")
+    data = tr.synthetic_data(graph.input_shape, 2, 40, 0)
+    config = tr.TrainConfig(epochs=5, batch=8, lr=0.01, optimizer="sgd", schedule="step")
+    result = tr.train(graph, init_weights(graph, 0), data, config)
+    assert [record.lr for record in result.history] == pytest.approx([1e-2, 1e-2, 1e-3, 1e-3, 1e-4])
+
+
+def test_empty_sets_and_wrapped_labels_in_a_npz_are_clear_errors(tmp_path):
+    cli = CliRunner()
+    x = np.random.default_rng(0).random((40, 6, 6, 2)).astype(np.float32)
+    y = np.arange(40) % 3
+    cases = {
+        "noval.npz": (dict(x=x, y=y, x_val=x[:0], y_val=y[:0]), "validation set of noval.npz has no samples"),
+        "notrain.npz": (dict(x=x[:0], y=y[:0], x_val=x, y_val=y), "training set of notrain.npz has no samples"),
+        # class 2 stored as 2**64 - 1 wrapped to -1 in int64 and trained silently
+        "wrapped.npz": (dict(x=x, y=np.where(y == 2, np.uint64(2**64 - 1), y.astype(np.uint64))), "holds the label"),
+    }
+    for name, (arrays, message) in cases.items():
+        np.savez(tmp_path / name, **arrays)
+        result = cli.invoke(app, ["train", "6x6x2|3x3x2x4(p=1)|ReLU|FC(3)", "--data", str(tmp_path / name)])
+        assert result.exit_code == 1 and message in result.output, (name, result.output)

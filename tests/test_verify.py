@@ -176,3 +176,25 @@ def test_cli_checklist_and_exit_codes(monkeypatch):
 def test_cli_verify_bad_spec_is_one_red_line():
     result = runner.invoke(app, ["verify", "8x8x3|3x3x4x4"])
     assert result.exit_code == 1 and "Traceback" not in result.output
+
+
+def test_an_onnx_model_is_verified_with_its_own_weights(tmp_path):
+    # verify drew fresh He weights for a .onnx file too, so a model whose weights hold a NaN passed every line
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from cnncalc import onnx_io
+
+    model = onnx_io.to_onnx(parse("8x8x3|3x3x3x4(p=1)|ReLU|GAP|FC(2)"))
+    for index, tensor in enumerate(model.graph.initializer):
+        if tensor.name.endswith(".W"):
+            array = numpy_helper.to_array(tensor).copy()
+            array.flat[0] = np.nan
+            model.graph.initializer[index].CopyFrom(numpy_helper.from_array(array, tensor.name))
+            break
+    path = tmp_path / "nan.onnx"
+    onnx.save(model, path)
+    result = CliRunner().invoke(app, ["verify", str(path)])
+    assert result.exit_code == 1, result.output
+    assert "NaN" in result.output
