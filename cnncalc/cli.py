@@ -367,7 +367,11 @@ def run(
         int, typer.Option("--repeat", "-r", metavar="N", min=1, help="Timed runs; the median is reported.")
     ] = 1,
     fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="table or json.")] = "table",
-    dtype: Annotated[str, typer.Option("--dtype", metavar="DTYPE", help="float32 or float64.")] = "float32",
+    dtype: Annotated[
+        str | None,
+        typer.Option("--dtype", metavar="DTYPE", show_default=False,
+                     help="float32 or float64 (default: float64 for a float64 model, else float32)."),
+    ] = None,
     check: Annotated[bool, typer.Option("--check", help="Also run onnxruntime and report the difference.")] = False,
     variant: VariantOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the --output file.")] = False,
@@ -381,15 +385,22 @@ def run(
     from .runtime import Runtime, check_with_onnxruntime, measure, random_input, read_input
 
     check_choice(fmt, ("table", "json"), "--format")
-    check_choice(dtype, ("float32", "float64"), "--dtype")
+    if dtype is not None:
+        check_choice(dtype, ("float32", "float64"), "--dtype")
     if output is not None:  # refused before the run: an existing file without --force, a missing folder
         from .fileio import check_writable
 
         check_writable(output, force=force)
     if model.lower().endswith(".onnx"):
-        runtime, source = Runtime.from_file(model, dtype=dtype), model
+        from .onnx_io import load_model
+
+        imported = load_model(model)
+        own = dtype or ("float64" if imported.graph.dtype == "float64" else "float32")  # the file's, where it can
+        runtime, source = Runtime(imported.graph, imported.weights, own), model
     else:
-        runtime, source = Runtime.from_graph(single_network(model, variant), seed=seed, dtype=dtype), None
+        graph = single_network(model, variant)
+        own = dtype or ("float64" if graph.dtype == "float64" else "float32")
+        runtime, source = Runtime.from_graph(graph, seed=seed, dtype=own), None
     if input_path is not None:
         x = read_input(input_path, runtime)
     else:

@@ -152,11 +152,13 @@ class Runtime:
             )
         if shape[0] < 1:
             raise RuntimeInputError("the input batch is empty", hint="give at least one sample")
+        if x.dtype == np.float16 and self.graph.dtype == "float16" and self.dtype == np.float32:
+            return x.astype(np.float32)  # a float16 model's own input type, computed in float32: no value changes
         if x.dtype != self.dtype:
             raise RuntimeInputError(
                 f"the input is {x.dtype} but this runtime computes in {self.dtype}",
                 hint=f"convert it with x.astype(np.{self.dtype})"
-                + ("" if self.dtype == np.float64 else ", or run with dtype float64"),
+                + (", or run with dtype float64 (--dtype float64)" if x.dtype == np.float64 else ""),
             )
         return x
 

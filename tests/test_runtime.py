@@ -764,3 +764,17 @@ def test_check_refuses_to_compare_outputs_that_hold_nan(tmp_path: Path) -> None:
     np.save(path, x)
     result = cli(CHAIN, "--input", str(path), "--check")
     assert result.exit_code == 1 and "NaN or infinite values" in result.output
+
+
+def test_cli_run_takes_a_models_own_dtype(tmp_path: Path) -> None:
+    # a float64 model refused a float64 input unless --dtype float64 was given; a float16 one refused float16
+    for dtype in ("float64", "float16"):
+        spec = tmp_path / f"{dtype}.yaml"
+        spec.write_text(f"name: n\ndtype: {dtype}\nnetwork: \"{CHAIN}\"\n")
+        model = tmp_path / f"{dtype}.onnx"
+        onnx.save(to_onnx(load(str(spec)).networks[0]), model)
+        x = tmp_path / f"x{dtype}.npy"
+        np.save(x, np.ones((1, 3, 8, 8), dtype))
+        result = cli(str(model), "--input", str(x), "--format", "json")
+        assert result.exit_code == 0, (dtype, result.output)
+        assert json.loads(result.stdout)["dtype"] == ("float64" if dtype == "float64" else "float32")
