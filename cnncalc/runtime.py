@@ -174,17 +174,20 @@ class Runtime:
                 self._needed_bytes[key] = peak_activation_bytes(graph)
         return self._needed_bytes[key]
 
-    def check_memory(self, batch: int, keep_tape: bool = False) -> None:
-        """Refuse a run whose activations cannot fit in the memory the machine has free right now."""
-        needed = self.activation_bytes_needed(batch, keep_tape)
+    def check_memory(self, batch: int, keep_tape: bool = False, extra_bytes: int = 0) -> None:
+        """Refuse a run whose activations (plus `extra_bytes` still to allocate, such as a training run's
+        gradients and optimizer state) cannot fit in the memory the machine has free right now."""
+        activations = self.activation_bytes_needed(batch, keep_tape)
+        needed = activations + extra_bytes
         available = _available_memory_for(needed)
         if available is None or needed <= available:
             return
-        per_sample = max(1, needed // batch)
-        fits = available // per_sample
+        per_sample = max(1, activations // batch)
+        fits = max(0, available - extra_bytes) // per_sample
         what = "activations kept for backward" if keep_tape else "peak live activations"
+        extra = f", {_mib(extra_bytes)} of gradients and optimizer state" if extra_bytes else ""
         raise RuntimeInputError(
-            f"running {self.graph.name} at batch {batch} needs about {_mib(needed)} for its {what} "
+            f"running {self.graph.name} at batch {batch} needs about {_mib(activations)} for its {what}{extra} "
             f"(plus {_mib(self.weight_bytes)} of weights already loaded; predicted total "
             f"{_mib(needed + self.weight_bytes)}), but only {_mib(available)} is available",
             hint=f"use a batch of at most {fits}" if fits >= 1 else "this model does not fit in memory here",

@@ -651,10 +651,14 @@ def check_batch_statistics(graph: Graph, batch: int, samples: int) -> None:
         per_sample = numel(graph.shapes[node.inputs[0]][1:])  # values per channel in one sample: H * W
         if per_sample == 1 and 1 in sizes:
             last = " (the last batch of each epoch holds 1 sample)" if batch > 1 else ""
+            if samples < 2:
+                hint = "give more training samples (or a smaller --val-fraction): 1 is left to train on"
+            elif last:
+                hint = f"use a batch of 2 or more that does not leave 1 of the {samples} training samples over"
+            else:
+                hint = "use a batch of 2 or more"
             raise CnnCalcError(f"{node.name} (BN on {show_shape(graph.shapes[node.inputs[0]])}) would see one value "
-                               f"per channel in a batch of 1{last}: its batch statistics are meaningless",
-                               hint="use a batch of 2 or more" + (f" that does not leave 1 of the {samples} training "
-                                                                 "samples over" if last else ""))
+                               f"per channel in a batch of 1{last}: its batch statistics are meaningless", hint=hint)
 
 
 def train(graph: Graph, weights: Weights, data: Dataset, config: TrainConfig,
@@ -672,8 +676,11 @@ def train(graph: Graph, weights: Weights, data: Dataset, config: TrainConfig,
     weights = {name: [a if isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.writeable
                       else np.array(a, dtype=np.float32) for a in arrays] for name, arrays in weights.items()}
     runtime = Runtime(graph, weights, np.float32)
-    runtime.check_memory(min(config.batch, len(data.x_train)), keep_tape=True)
     params = trainable_arrays(runtime)
+    if not params:  # nothing would change: every epoch would report the same loss
+        raise CnnCalcError(f"{graph.name} has no trainable weights", hint="add a conv or an FC layer to train")
+    gradient_bytes = sum(array.nbytes for _, _, array in params) * (1 + slots_per_param(config.optimizer))
+    runtime.check_memory(min(config.batch, len(data.x_train)), keep_tape=True, extra_bytes=gradient_bytes)
     optimizer = make_optimizer(config.optimizer, [array for _, _, array in params], config.momentum,
                                config.weight_decay)
     rng = np.random.default_rng(config.seed)

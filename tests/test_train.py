@@ -438,3 +438,17 @@ def test_empty_sets_and_wrapped_labels_in_a_npz_are_clear_errors(tmp_path):
         np.savez(tmp_path / name, **arrays)
         result = cli.invoke(app, ["train", "6x6x2|3x3x2x4(p=1)|ReLU|FC(3)", "--data", str(tmp_path / name)])
         assert result.exit_code == 1 and message in result.output, (name, result.output)
+
+
+def test_nothing_to_train_is_refused_and_the_memory_check_counts_gradients(monkeypatch):
+    cli = CliRunner()
+    result = cli.invoke(app, ["train", "8x8x3|GAP", "--epochs", "2"])  # ran every epoch at the same loss
+    assert result.exit_code == 1 and "no trainable weights" in result.output
+    # FC(4) on 192 values: 772 float32 weights = 3,088 B; Adam adds a gradient and two moments: 3 x 3,088 = 9,264 B
+    import cnncalc.runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "_available_memory_for", lambda needed: 9_000)
+    graph = parse("8x8x3|FC(4)")
+    data = tr.synthetic_data(graph.input_shape, 4, 20, 0)
+    with pytest.raises(CnnCalcError, match="of gradients and optimizer state"):
+        tr.train(graph, init_weights(graph, 0), data, tr.TrainConfig(epochs=1, batch=4))
