@@ -579,7 +579,7 @@ def check_with_onnxruntime(model: Any, input_name: str, x: np.ndarray, output: n
 def _runtime_dtype(dtype: Any) -> np.dtype:
     """float32 or float64 as a NumPy dtype, or a clear error."""
     try:
-        resolved = np.dtype(dtype)
+        resolved = np.dtype(dtype) if dtype is not None else None  # np.dtype(None) is float64
     except TypeError:
         resolved = None
     if resolved is None or resolved.name not in DTYPES:

@@ -320,7 +320,8 @@ def split(x: np.ndarray, y: np.ndarray, val_fraction: float, seed: int, name: st
     if not 0.0 < val_fraction < 1.0:
         raise CnnCalcError(f"the validation fraction must lie strictly between 0 and 1, got {val_fraction}")
     if len(x) < 2:
-        raise RuntimeInputError(f"{name} has {len(x)} sample; training needs at least 2 (one to validate)")
+        raise RuntimeInputError(f"{name} has {len(x)} sample{'' if len(x) == 1 else 's'}; training needs at least 2 "
+                                "(one to validate)")
     order = np.random.default_rng(seed).permutation(len(x))
     n_val = min(max(1, round(len(x) * val_fraction)), len(x) - 1)
     val, train_idx = order[:n_val], order[n_val:]
@@ -503,8 +504,14 @@ class TrainConfig:
         lr = self.learning_rate
         if not (lr > 0 and math.isfinite(lr)):
             raise CnnCalcError(f"the learning rate must be a positive number, got {lr}", hint="e.g. --lr 0.01")
-        if self.weight_decay < 0 or not 0 <= self.momentum < 1 or self.patience < 0:
+        if not (self.weight_decay >= 0 and 0 <= self.momentum < 1 and self.patience >= 0):  # nan fails too
             raise CnnCalcError("weight decay and patience must be >= 0, momentum in [0, 1)")
+        if self.bn_momentum is not None and not 0 <= self.bn_momentum <= 1:
+            raise CnnCalcError(f"bn_momentum must lie in [0, 1], got {self.bn_momentum}",
+                               hint="running = m * running + (1 - m) * batch; None keeps each BN's own")
+        if not 0 < self.gamma <= 1 or self.step_size < 0:
+            raise CnnCalcError(f"the step schedule needs gamma in (0, 1] and step_size >= 0, got {self.gamma} and "
+                               f"{self.step_size}")
         return self
 
     @property

@@ -452,3 +452,16 @@ def test_nothing_to_train_is_refused_and_the_memory_check_counts_gradients(monke
     data = tr.synthetic_data(graph.input_shape, 4, 20, 0)
     with pytest.raises(CnnCalcError, match="of gradients and optimizer state"):
         tr.train(graph, init_weights(graph, 0), data, tr.TrainConfig(epochs=1, batch=4))
+
+
+@pytest.mark.parametrize("fields", [{"bn_momentum": 2.0}, {"bn_momentum": float("nan")}, {"gamma": float("nan")},
+                                    {"gamma": 0.0}, {"momentum": float("nan")}])
+def test_api_config_values_out_of_range_are_refused(fields):
+    # bn_momentum=2.0 trained "successfully" to a val loss of nan; gamma=nan was reported as divergence
+    with pytest.raises(CnnCalcError):
+        tr.TrainConfig(**fields).check()
+
+
+def test_api_runtime_refuses_dtype_none():
+    with pytest.raises(CnnCalcError, match="float32 or float64"):  # np.dtype(None) silently meant float64
+        Runtime.from_graph(parse("4x4x1|FC(2)"), dtype=None)
