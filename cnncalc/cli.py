@@ -403,6 +403,9 @@ def run(
         runtime, source = Runtime.from_graph(graph, seed=seed, dtype=own), None
     if input_path is not None:
         x = read_input(input_path, runtime)
+        if batch is not None and batch != x.shape[0]:  # the file decides the batch: a different --batch is a mistake
+            raise CnnCalcError(f"--batch {batch} but {input_path} holds {x.shape[0]} samples",
+                               hint="leave out --batch with --input (the file's samples are the batch)")
     else:
         x = random_input(runtime, batch if batch is not None else runtime.graph.batch, seed)
     summary = measure(runtime, x, repeat)

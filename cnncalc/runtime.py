@@ -473,7 +473,7 @@ def read_input(path: str | Path, runtime: Runtime) -> np.ndarray:
 
     where = Path(path)
     if not where.is_file():
-        raise RuntimeInputError(f"input file {where} does not exist",
+        raise RuntimeInputError(f"input file {where} {'is a folder' if where.is_dir() else 'does not exist'}",
                                 hint="give an existing .npy file, or leave out --input for a random batch")
     kind: str | None = None
     member = ""  # the one array of a .npz

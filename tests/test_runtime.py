@@ -778,3 +778,12 @@ def test_cli_run_takes_a_models_own_dtype(tmp_path: Path) -> None:
         result = cli(str(model), "--input", str(x), "--format", "json")
         assert result.exit_code == 0, (dtype, result.output)
         assert json.loads(result.stdout)["dtype"] == ("float64" if dtype == "float64" else "float32")
+
+
+def test_cli_run_input_and_a_different_batch_or_a_folder_are_clear_errors(tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.ones((2, 3, 8, 8), np.float32))
+    result = cli(CHAIN, "--input", str(tmp_path / "x.npy"), "--batch", "5")  # --batch was ignored silently
+    assert result.exit_code == 1 and "holds 2 samples" in result.output
+    assert cli(CHAIN, "--input", str(tmp_path / "x.npy"), "--batch", "2").exit_code == 0
+    result = cli(CHAIN, "--input", str(tmp_path))
+    assert result.exit_code == 1 and "is a folder" in result.output
