@@ -428,8 +428,10 @@ def to_nchw(x: np.ndarray, input_shape: Shape, layout: str, where: str) -> np.nd
             raise RuntimeInputError(f"{where} has shape {x.shape}; the network takes vectors of {input_shape[0]}")
         return x.reshape(len(x), input_shape[0])
     c, h, w = input_shape
+    given = x.shape
     if x.ndim == 3 and c == 1:
-        x = x[..., None]  # N x H x W grey images
+        x = x[..., None] if layout != "nchw" else x[:, None]  # N x H x W grey images: the layout cannot matter
+        layout = "auto"
     nhwc, nchw = (h, w, c), (c, h, w)
     if layout not in LAYOUTS:
         raise CnnCalcError(f"unknown layout {layout!r}", hint="use auto, nhwc or nchw")
@@ -437,8 +439,12 @@ def to_nchw(x: np.ndarray, input_shape: Shape, layout: str, where: str) -> np.nd
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
     if x.ndim == 4 and layout != "nhwc" and tuple(x.shape[1:]) == nchw:
         return np.ascontiguousarray(x)
+    if x.ndim == 4 and tuple(x.shape[1:]) in (nhwc, nchw):  # it fits the other layout than --layout says
+        other = "nhwc" if tuple(x.shape[1:]) == nhwc else "nchw"
+        raise RuntimeInputError(f"{where} has shape {given}, which is {other.upper()}, not the --layout {layout} given",
+                                hint=f"use --layout {other}, or auto")
     raise RuntimeInputError(
-        f"{where} has shape {x.shape}, but the network takes N x {h} x {w} x {c} (NHWC) "
+        f"{where} has shape {given}, but the network takes N x {h} x {w} x {c} (NHWC) "
         f"or N x {c} x {h} x {w} (NCHW)", hint="reshape the images, or use a spec with the data's input shape")
 
 

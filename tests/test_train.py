@@ -465,3 +465,16 @@ def test_api_config_values_out_of_range_are_refused(fields):
 def test_api_runtime_refuses_dtype_none():
     with pytest.raises(CnnCalcError, match="float32 or float64"):  # np.dtype(None) silently meant float64
         Runtime.from_graph(parse("4x4x1|FC(2)"), dtype=None)
+
+
+def test_layout_errors_name_the_layout_the_data_has(tmp_path):
+    # grey (N, H, W) data with --layout nchw was refused as "(60, 6, 6, 1)", a shape the file never had
+    cli = CliRunner()
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "grey.npz", x=rng.random((60, 6, 6)).astype(np.float32), y=np.arange(60) % 3)
+    result = cli.invoke(app, ["train", "6x6x1|FC(3)", "--data", str(tmp_path / "grey.npz"), "--layout", "nchw",
+                              "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    np.savez(tmp_path / "nhwc.npz", x=rng.random((60, 6, 6, 2)).astype(np.float32), y=np.arange(60) % 3)
+    result = cli.invoke(app, ["train", "6x6x2|FC(3)", "--data", str(tmp_path / "nhwc.npz"), "--layout", "nchw"])
+    assert result.exit_code == 1 and "which is NHWC" in result.output and "--layout nhwc" in result.output
