@@ -197,7 +197,9 @@ def missing_file_hint(path: str | Path) -> str:
             names = [entry.name for entry in itertools.islice(entries, MAX_LISTED)]
     except OSError:
         return "check the path"
-    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    stem = os.path.splitext(name)[0]
+    same_stem = [other for other in names if os.path.splitext(other)[0] == stem]  # lenet5.onnx -> lenet5.yaml
+    close = same_stem or difflib.get_close_matches(name, names, n=1, cutoff=0.8)  # a typo, not a shared suffix
     return f"did you mean {os.path.join(folder, close[0])}?" if close else "check the path"
 
 
