@@ -720,8 +720,10 @@ def train(
         ),
     ] = 0,
     val_fraction: Annotated[
-        float, typer.Option("--val-fraction", metavar="VAL_FRACTION", help="Share held out to validate.")
-    ] = 0.2,
+        float | None,
+        typer.Option("--val-fraction", metavar="VAL_FRACTION", show_default=False,
+                     help="Share held out to validate (default 0.2; not with a .npz that has x_val)."),
+    ] = None,
     samples: Annotated[
         int | None, typer.Option("--samples", metavar="N", min=2, help="Size of the synthetic set.")
     ] = None,
@@ -769,6 +771,9 @@ def train(
         from .onnx_io import check_file_size
 
         check_file_size(graph)  # a model protobuf cannot hold, before the training
+    if samples is not None and data != "synthetic":  # it would be ignored: the file or digits decide the count
+        raise CnnCalcError(f"--samples sizes the synthetic set, not --data {data}",
+                           hint="leave out --samples, or use --data synthetic")
     dataset = load_data(data, graph, seed, val_fraction, samples, layout)
     with training_progress(epochs) as (on_step, on_epoch):
         result = run_training(graph, weights, dataset, config, on_step, on_epoch)

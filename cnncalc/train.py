@@ -266,10 +266,11 @@ def class_count(graph: Graph) -> int:
         f"{show_shape(shape)}", hint="end the spec with GAP | FC(K) or Flatten | FC(K) for K classes")
 
 
+VAL_FRACTION = 0.2  # the share of the samples held out to validate, unless --val-fraction says otherwise
 LAYOUTS = ("auto", "nhwc", "nchw")  # how a .npz's x is laid out (--layout)
 
 
-def load_data(source: str, graph: Graph, seed: int = 0, val_fraction: float = 0.2,
+def load_data(source: str, graph: Graph, seed: int = 0, val_fraction: float | None = None,
               samples: int | None = None, layout: str = "auto") -> Dataset:
     """"synthetic", "digits", or a .npz file, checked against the network's input and class count."""
     from .fileio import looks_like_path
@@ -278,9 +279,10 @@ def load_data(source: str, graph: Graph, seed: int = 0, val_fraction: float = 0.
         raise CnnCalcError(f"unknown layout {layout!r}", hint=f"use {', '.join(LAYOUTS)}")
     classes = class_count(graph)
     if source == "synthetic":
-        return synthetic_data(graph.input_shape, classes, samples, seed, val_fraction)
+        return synthetic_data(graph.input_shape, classes, samples, seed, VAL_FRACTION if val_fraction is None
+                              else val_fraction)
     if source == "digits":
-        data = digits_data(seed, val_fraction)
+        data = digits_data(seed, VAL_FRACTION if val_fraction is None else val_fraction)
     elif source.endswith(".npz") or Path(source).is_file() or looks_like_path(source):
         data = npz_data(Path(source), graph.input_shape, seed, val_fraction, layout)
     else:
@@ -376,7 +378,7 @@ def digits_data(seed: int = 0, val_fraction: float = 0.2) -> Dataset:
     return data
 
 
-def npz_data(path: Path, input_shape: Shape, seed: int = 0, val_fraction: float = 0.2,
+def npz_data(path: Path, input_shape: Shape, seed: int = 0, val_fraction: float | None = None,
              layout: str = "auto") -> Dataset:
     """User data: arrays x (NHWC, or NCHW) and y (integer labels); x_val and y_val, if present, validate."""
     if path.is_dir():
@@ -410,10 +412,13 @@ def npz_data(path: Path, input_shape: Shape, seed: int = 0, val_fraction: float 
     if ("x_val" in found) != ("y_val" in found):
         raise RuntimeInputError(f"{path} has only one of x_val and y_val", hint="give both, or neither")
     if "x_val" in found:
+        if val_fraction is not None:  # it would be ignored: the file's own validation set is used
+            raise CnnCalcError(f"{path} has its own x_val and y_val, so --val-fraction {val_fraction} "
+                               "would not be used", hint="leave out --val-fraction, or save the file without x_val")
         x_val = to_nchw(found["x_val"], input_shape, layout, f"{path}: x_val")
         y_val = labels(found["y_val"], len(x_val), f"{path}: y_val")
         return Dataset(path.name, x, y, x_val, y_val, 0)
-    return split(x, y, val_fraction, seed, path.name, 0)
+    return split(x, y, VAL_FRACTION if val_fraction is None else val_fraction, seed, path.name, 0)
 
 
 def to_nchw(x: np.ndarray, input_shape: Shape, layout: str, where: str) -> np.ndarray:

@@ -478,3 +478,16 @@ def test_layout_errors_name_the_layout_the_data_has(tmp_path):
     np.savez(tmp_path / "nhwc.npz", x=rng.random((60, 6, 6, 2)).astype(np.float32), y=np.arange(60) % 3)
     result = cli.invoke(app, ["train", "6x6x2|FC(3)", "--data", str(tmp_path / "nhwc.npz"), "--layout", "nchw"])
     assert result.exit_code == 1 and "which is NHWC" in result.output and "--layout nhwc" in result.output
+
+
+def test_flags_the_data_would_ignore_are_refused(tmp_path):
+    # --val-fraction with a file's own x_val, and --samples with a file or digits, were ignored silently
+    cli = CliRunner()
+    x = np.random.default_rng(0).random((20, 6, 6, 2)).astype(np.float32)
+    np.savez(tmp_path / "v.npz", x=x, y=np.arange(20) % 3, x_val=x[:4], y_val=np.arange(4) % 3)
+    net = "6x6x2|FC(3)"
+    result = cli.invoke(app, ["train", net, "--data", str(tmp_path / "v.npz"), "--val-fraction", "0.5"])
+    assert result.exit_code == 1 and "would not be used" in result.output
+    result = cli.invoke(app, ["train", net, "--data", str(tmp_path / "v.npz"), "--samples", "10"])
+    assert result.exit_code == 1 and "--samples sizes the synthetic set" in result.output
+    assert cli.invoke(app, ["train", net, "--data", str(tmp_path / "v.npz"), "--epochs", "1"]).exit_code == 0
