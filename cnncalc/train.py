@@ -266,6 +266,7 @@ def class_count(graph: Graph) -> int:
         f"{show_shape(shape)}", hint="end the spec with GAP | FC(K) or Flatten | FC(K) for K classes")
 
 
+DIVERGED_RATIO = 10.0  # a final validation loss this many times the first: the summary warns of divergence
 VAL_FRACTION = 0.2  # the share of the samples held out to validate, unless --val-fraction says otherwise
 LAYOUTS = ("auto", "nhwc", "nchw")  # how a .npz's x is laid out (--layout)
 
@@ -712,7 +713,8 @@ def train(graph: Graph, weights: Weights, data: Dataset, config: TrainConfig,
     best_loss, best_weights, waited = math.inf, None, 0
     stop = stop or StopFlag()
     started = time.perf_counter()
-    with stop_on_interrupt(stop):
+    # a diverging run overflows to inf: the loss check and the summary say so, NumPy's warnings would only add noise
+    with stop_on_interrupt(stop), np.errstate(over="ignore", invalid="ignore"):
         for epoch in range(1, config.epochs + 1):
             epoch_start = time.perf_counter()
             seen, loss_sum, correct = 0, 0.0, 0
@@ -825,6 +827,9 @@ def summary_lines(result: TrainResult) -> list[str]:
     lines.append(f"validation accuracy {100 * result.initial_val_accuracy:.1f}% -> {100 * final.val_accuracy:.1f}%, "
                  f"loss {result.initial_val_loss:.4g} -> {final.val_loss:.4g} "
                  f"after epoch {final.epoch} ({result.steps} steps, {result.time_s:.1f} s, {rate:,.0f} samples/s)")
+    if math.isfinite(result.initial_val_loss) and final.val_loss > DIVERGED_RATIO * max(result.initial_val_loss, 1e-12):
+        lines.append(f"warning: the validation loss rose {final.val_loss / max(result.initial_val_loss, 1e-12):.3g}x "
+                     "over the run: training diverged; lower the learning rate (--lr)")
     if result.stopped_early:
         lines.append(f"stopped early: no better validation loss for {config.patience} epochs; "
                      f"kept the weights of epoch {result.best_epoch}")

@@ -491,3 +491,12 @@ def test_flags_the_data_would_ignore_are_refused(tmp_path):
     result = cli.invoke(app, ["train", net, "--data", str(tmp_path / "v.npz"), "--samples", "10"])
     assert result.exit_code == 1 and "--samples sizes the synthetic set" in result.output
     assert cli.invoke(app, ["train", net, "--data", str(tmp_path / "v.npz"), "--epochs", "1"]).exit_code == 0
+
+
+def test_a_run_whose_loss_explodes_says_it_diverged():
+    # SGD at lr 0.05 on an MSE loss: the step losses went 0.89, 10, 210, ... 7.7e32 and the summary said nothing
+    result = CliRunner().invoke(app, ["train", "16x16x3|3x3x3x8(p=1)|BN|ReLU|MP|FC(4)", "--loss", "mse",
+                                      "--optimizer", "sgd", "--samples", "300"])
+    assert result.exit_code == 0 and "training diverged" in result.output
+    quiet = CliRunner().invoke(app, ["train", "16x16x3|3x3x3x8(p=1)|BN|ReLU|MP|FC(4)", "--samples", "300"])
+    assert quiet.exit_code == 0 and "diverged" not in quiet.output
