@@ -601,18 +601,20 @@ def _spec_source(arg: str) -> str:
 
 
 def _write_report(doc: Any, output: Path) -> None:
-    from .fileio import write_all_atomic, write_atomic
+    from .fileio import where_to_write, write_all_atomic, write_atomic
     from .report import to_html, to_markdown
 
     if output.suffix.lower() in (".html", ".htm"):
         write_atomic(output, to_html(doc))
     else:
+        where, in_place = where_to_write(output)
+        folder = where.parent if not in_place else output.parent  # beside the file a link points to
         image_dir = f"{output.stem}_files"
         text, assets = to_markdown(doc, image_dir)
         # the images and the document as one unit, the document renamed into place last
-        files: dict[Path, bytes | str] = {output.parent / relative: data for relative, data in assets.items()}
+        files: dict[Path, bytes | str] = {folder / relative: data for relative, data in assets.items()}
         files[output] = text
-        write_all_atomic(files, new_folders=[output.parent / image_dir])
+        write_all_atomic(files, new_folders=[folder / image_dir])
     say_written(output)
 
 

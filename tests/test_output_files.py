@@ -193,3 +193,17 @@ def test_a_folder_that_is_a_file_is_named_as_a_file(tmp_path):
     result = runner.invoke(app, ["analyze", CHAIN, "-o", str(tmp_path / "file.json" / "x.json")])
     assert result.exit_code == 1 and "is a file, not a folder" in result.output and "Traceback" not in result.output
     assert (tmp_path / "file.json").read_text() == "keep"
+
+
+def test_a_markdown_report_through_a_symlink_puts_its_images_beside_the_target(tmp_path):
+    # the images went beside the link, so the document's relative links broke
+    pytest.importorskip("matplotlib")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "links").mkdir()
+    link = tmp_path / "links" / "r.md"
+    link.symlink_to("../real/r.md")
+    spec = str(Path(__file__).resolve().parents[1] / "specs" / "lenet5.yaml")
+    result = runner.invoke(app, ["report", spec, "-o", str(link)])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and (tmp_path / "real" / "r.md").is_file()
+    assert list((tmp_path / "real" / "r_files").glob("*.svg")) and not (tmp_path / "links" / "r_files").exists()
