@@ -389,3 +389,14 @@ def test_a_ceil_mode_pool_whose_last_window_would_start_in_the_padding_passes_th
     ours = Runtime.from_graph(graph).run(x).output
     np.testing.assert_allclose(session.run(None, {graph.input_name: x})[0],
                                ours, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["lenet_digits", "resnet18", "inception_block"])
+def test_the_stored_spec_of_a_yaml_network_parses_alone_to_the_same_network(name):
+    # a YAML network's own text lacks the file's input, defaults and blocks: "3x3x1x16(p=1) | BN | ..." would not
+    # parse, and read alone its convs would get biases the file's `defaults: {bias: false}` left out
+    graph = load(str(ROOT / "specs" / f"{name}.yaml")).networks[0]
+    props = {p.key: p.value for p in onnx_io.to_onnx(graph, quick_weights(graph)).metadata_props}
+    again = analyze(parse(props["cnncalc.spec"]))
+    expected = analyze(graph)
+    assert (again.totals.params, again.totals.macs) == (expected.totals.params, expected.totals.macs)

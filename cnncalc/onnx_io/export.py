@@ -77,7 +77,7 @@ def to_onnx(graph: Graph, weights: Weights | None = None, *, seed: int = 0, opse
     model = helper.make_model(body, opset_imports=[helper.make_opsetid("", opset)], producer_name="cnncalc",
                               producer_version=__version__)
     model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
-    text = graph.text or spec_or_empty(graph)
+    text = stored_spec(graph)
     model.doc_string = text
     trainable = sum(numel(spec.shape) for node in graph.nodes
                     for spec in node.op.weights([graph.shapes[n] for n in node.inputs]) if spec.trainable)
@@ -132,6 +132,21 @@ def contiguous(array: np.ndarray, np_dtype: Any) -> np.ndarray:
     if array.ndim == 0:
         return np.array(array, dtype=np_dtype)
     return np.ascontiguousarray(array, dtype=np_dtype)
+
+
+def stored_spec(graph: Graph) -> str:
+    """The spec text a file keeps: as the user wrote it when that text alone gives this network, else the
+    equivalent chain (a YAML network's text lacks the file's input, defaults and blocks)."""
+    if graph.text:
+        from ..spec import parse
+
+        try:
+            again = parse(graph.text)
+        except CnnCalcError:
+            again = None
+        if again is not None and [node.op for node in again.nodes] == [node.op for node in graph.nodes]:
+            return graph.text
+    return spec_or_empty(graph) or graph.text
 
 
 def spec_or_empty(graph: Graph) -> str:
