@@ -391,16 +391,16 @@ def run(
         from .fileio import check_writable
 
         check_writable(output, force=force)
-    if model.lower().endswith(".onnx"):
+    source = model if model.lower().endswith(".onnx") else None
+    if source is not None:
         from .onnx_io import load_model
 
         imported = load_model(model)
-        own = dtype or ("float64" if imported.graph.dtype == "float64" else "float32")  # the file's, where it can
-        runtime, source = Runtime(imported.graph, imported.weights, own), model
+        graph, weights = imported.graph, imported.weights
     else:
-        graph = single_network(model, variant)
-        own = dtype or ("float64" if graph.dtype == "float64" else "float32")
-        runtime, source = Runtime.from_graph(graph, seed=seed, dtype=own), None
+        graph, weights = single_network(model, variant), None
+    own = dtype or ("float64" if graph.dtype == "float64" else "float32")  # the model's, where the backend has it
+    runtime = Runtime(graph, weights, own) if weights is not None else Runtime.from_graph(graph, seed=seed, dtype=own)
     if input_path is not None:
         x = read_input(input_path, runtime)
         if batch is not None and batch != x.shape[0]:  # the file decides the batch: a different --batch is a mistake

@@ -159,15 +159,12 @@ def get_profiles(names: Sequence[str], extra_files: Sequence[str | Path] = ()) -
 
 
 def _parse_yaml(text: str, where: str) -> dict[str, Any]:
-    from .specfile import safe_load_unique_keys
+    from .specfile import safe_load_unique_keys, yaml_problem
 
     try:
         data = safe_load_unique_keys(text)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        place = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise SpecFileError(f"{where}: not valid YAML{place}: {problem}",
+        raise SpecFileError(f"{where}: not valid YAML{yaml_problem(error, 'invalid YAML')}",
                             hint="check the indentation and the quotes there") from None
     if data is None:
         return {}
@@ -229,14 +226,10 @@ def _resolve(name: str, raw: dict[str, dict[str, Any]], origin: dict[str, str],
                             f"({' -> '.join((*seen, name, base_name))})")
     base = dict(_resolve(base_name, raw, origin, (*seen, name)))
     base.pop("description", None)
-    base["sources"] = {}  # the base's sources describe the base; figures taken over keep them below
-    dropped = set()
-    if "mem_gib" in fields and "usable_mem_gib" not in fields:
-        base.pop("usable_mem_gib", None)  # the base's share of its own memory: the new memory is all usable
-        dropped.add("usable_mem_gib")
-    for key, source in (raw[base_name].get("sources") or {}).items():
-        if not _overrides(fields, str(key)) and key not in dropped:
-            base["sources"][key] = f"from {base_name}: {source}"
+    # the base's own sources describe the base: figures taken over keep them, marked as the base's
+    base["sources"] = {key: f"from {base_name}: {source}"
+                       for key, source in (raw[base_name].get("sources") or {}).items()}
+    base = _without_overridden(base, fields)
     for key, value in fields.items():
         if key in MERGED and isinstance(value, dict) and isinstance(base.get(key), dict):
             base[key] = {**base[key], **value}
@@ -246,8 +239,9 @@ def _resolve(name: str, raw: dict[str, dict[str, Any]], origin: dict[str, str],
 
 
 def _without_overridden(earlier: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
-    """An earlier definition of a profile, less what a later file's `fields` make stale: the sources of the
-    figures it sets (a source describes the old value), and the usable memory when it sets a new mem_gib."""
+    """An earlier definition of a profile (or the base it extends), less what `fields` make stale: the sources
+    of the figures they set (a source describes the old value), and the usable memory when they set a new
+    mem_gib (the old share described the old memory)."""
     kept = dict(earlier)
     stale = set()
     if "mem_gib" in fields and "usable_mem_gib" not in fields:

@@ -205,9 +205,11 @@ class Runtime:
         x = self.check_input(x)
         batch = x.shape[0]
         self.check_memory(batch, keep_tape)
-        parts = 1 if training or keep_tape else self.parallel_parts(batch)
+        inference = not (training or keep_tape)
+        threads = self._threads_for(batch) if inference else 1
+        parts = min(batch, threads)  # as parallel_parts
         # work too small for two threads (see PARALLEL_MIN_MACS_PER_PART) runs all its matmuls on this thread
-        small = not (training or keep_tape) and parts == 1 and self._threads_for(batch) < 2
+        small = inference and threads < 2
         start = time.perf_counter()
         try:
             if parts > 1:
@@ -243,10 +245,7 @@ class Runtime:
         as OpenBLAS's threads (so OPENBLAS_NUM_THREADS=1 turns splitting off), the cores this process
         may use and the samples allow, each with at least PARALLEL_MIN_MACS_PER_PART of work.
         """
-        if batch < 2:
-            return 1
-        parts = min(batch, self._threads_for(batch))
-        return parts if parts >= 2 else 1
+        return min(batch, self._threads_for(batch))  # 1: not split
 
     def _threads_for(self, batch: int) -> int:
         """Threads worth using on this batch: at most OpenBLAS's and the usable cores', one per unit of work."""

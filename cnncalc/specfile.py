@@ -146,10 +146,7 @@ def _read_yaml(path: str) -> dict[str, Any]:
         raise SpecFileError(f"{path}: duplicate key {exc.key!r} at {exc.place} (first at {exc.first_place})",
                             hint="keep one of them: YAML would silently use only the last") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise SpecFileError(f"{path}: is not valid YAML{where}: {problem}",
+        raise SpecFileError(f"{path}: is not valid YAML{yaml_problem(exc, 'invalid YAML')}",
                             hint="check the indentation and quote chain strings that contain ':' or '#'"
                             ) from None
     except RecursionError:
@@ -193,6 +190,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             except TypeError:  # an unhashable key: the base constructor says so
                 continue
         return super().construct_mapping(node, deep=deep)
+
+
+def yaml_problem(error: yaml.YAMLError, fallback: str) -> str:
+    """` at line L, column C: what is wrong`, for a one-line error (PyYAML's own text spans several lines)."""
+    mark = getattr(error, "problem_mark", None)
+    place = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{place}: {getattr(error, 'problem', None) or fallback}"
 
 
 def safe_load_unique_keys(text: str) -> Any:

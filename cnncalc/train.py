@@ -279,11 +279,11 @@ def load_data(source: str, graph: Graph, seed: int = 0, val_fraction: float | No
     if layout not in LAYOUTS:  # also when the data is not a file, where the flag would otherwise go unread
         raise CnnCalcError(f"unknown layout {layout!r}", hint=f"use {', '.join(LAYOUTS)}")
     classes = class_count(graph)
+    fraction = VAL_FRACTION if val_fraction is None else val_fraction
     if source == "synthetic":
-        return synthetic_data(graph.input_shape, classes, samples, seed, VAL_FRACTION if val_fraction is None
-                              else val_fraction)
+        return synthetic_data(graph.input_shape, classes, samples, seed, fraction)
     if source == "digits":
-        data = digits_data(seed, VAL_FRACTION if val_fraction is None else val_fraction)
+        data = digits_data(seed, fraction)
     elif source.endswith(".npz") or Path(source).is_file() or looks_like_path(source):
         data = npz_data(Path(source), graph.input_shape, seed, val_fraction, layout)
     else:
@@ -433,14 +433,14 @@ def to_nchw(x: np.ndarray, input_shape: Shape, layout: str, where: str) -> np.nd
         if x.ndim < 2 or numel(x.shape[1:]) != input_shape[0]:
             raise RuntimeInputError(f"{where} has shape {x.shape}; the network takes vectors of {input_shape[0]}")
         return x.reshape(len(x), input_shape[0])
+    if layout not in LAYOUTS:
+        raise CnnCalcError(f"unknown layout {layout!r}", hint=f"use {', '.join(LAYOUTS)}")
     c, h, w = input_shape
     given = x.shape
     if x.ndim == 3 and c == 1:
         x = x[..., None] if layout != "nchw" else x[:, None]  # N x H x W grey images: the layout cannot matter
         layout = "auto"
     nhwc, nchw = (h, w, c), (c, h, w)
-    if layout not in LAYOUTS:
-        raise CnnCalcError(f"unknown layout {layout!r}", hint="use auto, nhwc or nchw")
     if x.ndim == 4 and layout != "nchw" and tuple(x.shape[1:]) == nhwc:
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
     if x.ndim == 4 and layout != "nhwc" and tuple(x.shape[1:]) == nchw:
