@@ -113,7 +113,7 @@ def verify(graph: Graph, seed: int = 0, grad_budget_s: float = GRAD_BUDGET_S, gr
     report = VerifyReport(graph.name)
     state: dict[str, Any] = {}
 
-    def run(name: str, needs: tuple[str, ...], check: Callable[[], str | None]) -> None:
+    def run(name: str, needs: tuple[str, ...], check: Callable[[], str]) -> None:
         missing = [key for key in needs if key not in state]
         if missing:
             report.checks.append(Check(name, False, f"not run: {_STAGES[missing[0]]} failed before"))
@@ -124,8 +124,6 @@ def verify(graph: Graph, seed: int = 0, grad_budget_s: float = GRAD_BUDGET_S, gr
         try:
             detail = check()
             passed: bool | None = True
-            if detail is None:
-                passed, detail = None, "onnxruntime is not installed (pip install onnxruntime)"
         except _Skipped as reason:
             passed, detail = None, str(reason)
         except _Failed as finding:
@@ -264,10 +262,10 @@ def _peak(state: dict[str, Any]) -> str:
     return f"{predicted:,} B (float32)"
 
 
-def _onnxruntime(graph: Graph, state: dict[str, Any]) -> str | None:
-    """The exported file run by onnxruntime gives cnncalc's outputs; None (skip) when it is not installed."""
+def _onnxruntime(graph: Graph, state: dict[str, Any]) -> str:
+    """The exported file run by onnxruntime gives cnncalc's outputs; skipped without onnxruntime or its kernel."""
     if importlib.util.find_spec("onnxruntime") is None:
-        return None
+        raise _Skipped("onnxruntime is not installed (pip install onnxruntime)")
     from .runtime import OnnxruntimeLacksKernel, check_with_onnxruntime
 
     x, result = state["execution"]
