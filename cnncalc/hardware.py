@@ -22,6 +22,7 @@ import functools
 import math
 import os
 import platform
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -264,18 +265,25 @@ def _build(name: str, fields: dict[str, Any], where: str, defaults: dict[str, An
     """Validate one profile's fields and convert them to SI units."""
 
     def fail(key: str, problem: str, hint: str | None = None) -> SpecFileError:
+        head = key.partition(".")[0]  # `efficiency.conv` is explained by `efficiency`
         return SpecFileError(f"{where}: profile {name!r}: field {key!r} {problem}",
-                             hint=hint or f"{key}: {FIELDS.get(key, '')}")
+                             hint=hint or f"{head}: {FIELDS.get(head, '')}")
 
     def number(key: str, value: Any, low: float = 0.0, strict: bool = True, high: float = float("inf")) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        amount = _as_number(value)
+        if amount is None:
             raise fail(key, f"must be a number, got {value!r}")
-        if (value <= low if strict else value < low) or value > high:
+        if (amount <= low if strict else amount < low) or amount > high:
             bound = f"greater than {low:g}" if strict else f"at least {low:g}"
             if high != float("inf"):
                 bound += f" and at most {high:g}"
-            raise fail(key, f"must be {bound}, got {value!r}")
-        return float(value)
+            raise fail(key, f"must be {bound}, got {amount:g}")
+        limits = _plausible_range(key)
+        if limits is not None:  # beyond what any device has: almost always a unit mistake
+            least, most, unit = limits
+            if not least <= amount <= most:
+                raise fail(key, f"is {amount:g}, outside {least:g} to {most:g}: is the unit right?", hint=unit)
+        return amount
 
     def mapping(key: str, allowed: Sequence[str], what: str) -> dict[str, float]:
         value = fields.get(key) or {}
@@ -335,6 +343,47 @@ def _build(name: str, fields: dict[str, Any], where: str, defaults: dict[str, An
                               high=1.0),
         efficiency_scale=scale, fused=tuple(fused), runtime=fields.get("runtime", ""), origin=where,
     )
+
+
+#: plausible ranges in the file's units, per field (or field head): (least, most, what the unit is). Wider
+#: than any device on the market, so a value outside is a unit slip (bytes for GiB, FLOP/s for TFLOP/s,
+#: a percentage for a fraction), not a device. An efficiency may pass 1 a little: a peak quoted at base
+#: clock is beaten under boost (the fitted Titan X conv 0.99); Winograd counts fewer multiplies than the
+#: FLOPs (F(6x6,3x3) does 5.06x fewer; the fitted cuDNN value is 1.85).
+PLAUSIBLE: dict[str, tuple[float, float, str]] = {
+    "peak_tflops": (1e-6, 1e5, "peak_tflops is in 10^12 operations/s: 6.14 for 6.14 TFLOPS, 0.236 for "
+                               "236 GFLOPS (an H100's dense int8 is 1979)"),
+    "mem_gb_per_s": (1e-6, 1e5, "mem_gb_per_s is in 10^9 bytes/s: 336.5 for 336.5 GB/s (an H100 has 3350)"),
+    "mem_gib": (0.0, 1e5, "mem_gib is in GiB (2^30 bytes): 12 for a 12 GB card, not a count of bytes"),
+    "usable_mem_gib": (0.0, 1e5, "usable_mem_gib is in GiB (2^30 bytes): 11.5, not a count of bytes"),
+    "launch_overhead_us": (0.0, 1e6, "launch_overhead_us is in microseconds: 59.57 for 59.57 us, 1000000 is "
+                                     "a second per kernel"),
+    "efficiency": (0.0, 2.0, "an efficiency is a fraction of the peak: 0.5 for 50%"),
+    "efficiency.conv_winograd": (0.0, 10.0, "a fraction of the peak, above 1 only by the multiplies Winograd "
+                                            "saves (cuDNN's fitted 1.85): 0.5 for 50%"),
+    "efficiency_scale": (0.0, 2.0, "efficiency_scale multiplies the default efficiencies (conv 0.99): "
+                                   "0.5 for half of them"),
+}
+_NUMBER_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _plausible_range(key: str) -> tuple[float, float, str] | None:
+    """The plausible range of a field (`efficiency.conv` falls under `efficiency`), if it has one."""
+    return PLAUSIBLE.get(key) or PLAUSIBLE.get(key.partition(".")[0])
+
+
+def _as_number(value: Any) -> float | None:
+    """A finite number from YAML, or None. Text such as `6.14e12` counts: YAML 1.1 reads an exponent without
+    a dot or a sign as text, and the error must then be about the unit, not 'must be a number'."""
+    if isinstance(value, str) and _NUMBER_TEXT.fullmatch(value.strip()):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        amount = float(value)
+    except OverflowError:  # an int too large for a float: out of every range, not "not a number"
+        return math.inf
+    return amount if math.isfinite(amount) else None
 
 
 def profile_to_yaml(profile: Profile) -> dict[str, Any]:

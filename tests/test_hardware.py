@@ -299,6 +299,19 @@ BAD_FILES = [
     ("profiles:\n  gpu: {extends: [a100]}\n", "'extends' names unknown profile"),
     ("profiles:\n  gpu: {extends: gpu}\n", "'extends' makes a cycle"),
     ("profiles:\n  gpu: {extends: a100, fused: elementwise}\n", "'fused' must be a list"),
+    # a unit slip gives a range error with the unit, not an absurd device: the Titan X's 6.14 TFLOPS written
+    # in FLOP/s (YAML 1.1 reads 6.14e12 as text), its 336.5 GB/s in B/s, its 12 GiB in bytes
+    ("profiles:\n  gpu: {peak_tflops: {float32: 6.14e12}, mem_gb_per_s: 336.5, mem_gib: 12}\n",
+     "'peak_tflops.float32' is 6.14e+12, outside"),
+    ("profiles:\n  gpu: {peak_tflops: {float32: 6.14}, mem_gb_per_s: 336500000000, mem_gib: 12}\n",
+     "'mem_gb_per_s' is 3.365e+11, outside"),
+    ("profiles:\n  gpu: {peak_tflops: {float32: 6.14}, mem_gb_per_s: 336.5, mem_gib: 12884901888}\n",
+     "'mem_gib' is 1.28849e+10, outside"),
+    # an efficiency is a fraction: 85 means 85%, not 85x the peak
+    ("profiles:\n  gpu: {extends: a100, efficiency: {conv: 85}}\n", "'efficiency.conv' is 85, outside 0 to 2"),
+    ("profiles:\n  gpu: {extends: a100, efficiency_scale: 50}\n", "'efficiency_scale' is 50, outside"),
+    # an integer too large for a float was an internal OverflowError
+    ("profiles:\n  gpu: {extends: a100, mem_gib: 1" + "0" * 400 + "}\n", "'mem_gib' is inf, outside"),
 ]
 
 
@@ -309,6 +322,18 @@ def test_bad_profile_file_names_file_profile_and_field(tmp_path, text, problem):
         load_profiles([path])
     message = caught.value.render()
     assert str(path) in message and "'gpu'" in message and problem in message
+
+
+def test_unit_hints_and_numbers_written_as_text(tmp_path):
+    # the hint of a dotted field explains its head (it was empty: "efficiency.conv: ")
+    path = write(tmp_path, "p.yaml", "profiles:\n  gpu: {extends: a100, efficiency: {conv: 0}}\n")
+    with pytest.raises(SpecFileError) as caught:
+        load_profiles([path])
+    assert "fraction of peak reached per kernel class" in caught.value.render()
+    # 2.0e1 with no dot in the mantissa is YAML text; it is the number it spells
+    path = write(tmp_path, "q.yaml", "profiles:\n  gpu: {peak_tflops: {float32: 2e1}, mem_gb_per_s: 1e3, mem_gib: 8}\n")
+    gpu = load_profiles([path])["gpu"]
+    assert gpu.peak_flops_per_s["float32"] == 20e12 and gpu.mem_bytes_per_s == 1000e9
 
 
 def test_unreadable_profile_files(tmp_path):
