@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .ir import Graph, Node, show_shape
+from .ir import DTYPE_BYTES, Graph, Node, show_shape
 from .ops.base import Op, Shape, numel
 
 if TYPE_CHECKING:
@@ -669,27 +669,55 @@ def _batch_advice(report: NetworkReport, name: str, cost: NetworkCost) -> Advice
     infer, train = cost.max_batch_inference, cost.max_batch_training[TRAIN_OPTIMIZER]
     problems = []
     if infer < report.batch:
-        problems.append(f"inference at batch {report.batch} does not fit")
+        problems.append(f"inference at batch {report.batch:,} does not fit"
+                        + (f" (at most {infer:,})" if infer else " even at batch 1" if report.batch > 1 else ""))
     if train < report.batch:
-        problems.append(f"training at batch {report.batch} does not fit")
+        problems.append(f"training at batch {report.batch:,} does not fit"
+                        + (f" (at most {train:,})" if train else " even at batch 1" if report.batch > 1 else ""))
     if totals.weight_bytes >= usable:
         limit = "the weights alone exceed it"
+    elif infer == 0:  # "at batch 0 activations fill 0%" said nothing
+        limit = (f"one sample's activations ({_bytes(per_sample)}) exceed the "
+                 f"{_bytes(usable - totals.weight_bytes)} left after the weights")
     else:
         # at the largest batch, what fills the usable memory
         limit = (f"memory is the limit: at batch {infer:,} activations fill {per_sample * infer / usable:.0%} "
                  f"of it, weights {totals.weight_bytes / usable:.0%}")
+    if train == 0 and 0 < fixed_training < usable <= fixed_training + kept_per_sample:
+        limit += f"; for training, one sample's kept activations ({_bytes(kept_per_sample)}) do not fit either"
+    elif train == 0 and totals.weight_bytes < usable <= fixed_training:
+        limit += "; for training, weights, gradients and momentum alone exceed it"
     message = (f"{name}: {_bytes(usable)} usable; largest batch {infer:,} for inference "
                f"({_bytes(totals.weight_bytes)} weights + {_bytes(per_sample)} of activations per sample), "
                f"{train:,} for training with SGD-momentum ({_bytes(fixed_training)} weights, gradients and "
                f"momentum + {_bytes(kept_per_sample)} kept per sample); {limit}")
     hint = None
     if problems:
-        hint = "; ".join(problems) + ": lower the batch, use --dtype float16, or downsample earlier"
+        hint = "; ".join(problems) + ": " + _memory_fixes(report, usable, infer, train, fixed_training)
     return _make(
         "batch", "warning" if problems else "info", message, hint=hint, profile=name, usable_bytes=usable,
         max_batch_inference=infer, max_batch_training=train, weight_bytes=totals.weight_bytes,
         per_sample_bytes=per_sample, fixed_training_bytes=fixed_training, kept_per_sample_bytes=kept_per_sample,
     )
+
+
+def _memory_fixes(report: NetworkReport, usable: int, infer: int, train: int, fixed_training: int) -> str:
+    """What would make the batch fit, only the fixes that can: a smaller batch not at batch 1, float16 not
+    when the dtype is already 2 bytes or less, fewer activations not when the fixed part alone is too big."""
+    failing = [(largest, fixed) for largest, fixed in ((infer, report.totals.weight_bytes), (train, fixed_training))
+               if largest < report.batch]
+    fixes = []
+    if any(largest >= 1 for largest, _ in failing):
+        fixes.append("lower the batch")
+    if DTYPE_BYTES[report.dtype] > 2:
+        fixes.append(f"use --dtype float16 (half the bytes of {report.dtype})")
+    if any(largest == 0 and fixed >= usable for largest, fixed in failing):
+        fixes.append("cut parameters (a GAP before the classifier, fewer channels)")
+    if any(largest == 0 and fixed < usable for largest, fixed in failing):
+        fixes.append("downsample earlier (fewer activation bytes per sample)")
+    if not fixes:
+        fixes.append("pick a device with more memory")
+    return fixes[0] if len(fixes) == 1 else f"{', '.join(fixes[:-1])}, or {fixes[-1]}"
 
 
 # ---- shape checkpoints ----------------------------------------------------------------------

@@ -235,6 +235,32 @@ def test_batch_that_does_not_fit_is_a_warning():
     assert item.level == "warning" and "inference at batch 16 does not fit" in item.hint
 
 
+def test_batch_advice_offers_only_the_fixes_that_can_work():
+    small = device("small", flops=1e9, bandwidth=1e15, usable=MIB)
+    # batch 16 on 1 MiB: 15 fit (test_largest_batch_and_what_limits_it), so a smaller batch is the first fix
+    item = codes("32x32x8|3x3x8x8(p=1)", profiles=(small,), batch=16)["batch"][0]
+    assert "inference at batch 16 does not fit (at most 15)" in item.hint and "lower the batch" in item.hint
+    # 32 KiB: the weights (2,336 B) fit, one sample's 65,536 B of activations do not; the message said
+    # "at batch 0 activations fill 0%" and the hint "lower the batch" at batch 1
+    cramped = device("cramped", flops=1e9, bandwidth=1e15, usable=32 * 1024)
+    item = codes("32x32x8|3x3x8x8(p=1)", profiles=(cramped,))["batch"][0]
+    # 32,768 - 2,336 = 30,432 B = 29.7 KiB left; 65,536 B = 64.0 KiB per sample
+    assert "one sample's activations (64.0 KiB) exceed the 29.7 KiB left after the weights" in item.message
+    assert "at batch 0" not in item.message and "lower the batch" not in item.hint
+    assert "--dtype float16" in item.hint and "downsample earlier" in item.hint
+    assert "cut parameters" not in item.hint
+    # FC(4096) on 8x8x1: (64 * 4,096 + 4,096) * 2 B = 532,480 B in float16, over 512 KiB = 524,288 B;
+    # already 2 bytes a value and already batch 1: only fewer parameters help
+    half = Profile(name="half", description="", peak_flops_per_s={"float16": 1e12}, mem_bytes_per_s=1e12,
+                   mem_bytes=512 * 1024, usable_mem_bytes=512 * 1024, launch_overhead_s=0.0, efficiency={},
+                   sources={})
+    report = analyze(parse("8x8x1|FC(4096)"), dtype="float16", profiles=[half])
+    item = next(a for a in advise(report, None, [half]) if a.code == "batch")
+    assert "the weights alone exceed it" in item.message
+    assert item.hint == ("inference at batch 1 does not fit; training at batch 1 does not fit: "
+                         "cut parameters (a GAP before the classifier, fewer channels)")
+
+
 def test_no_batch_advice_without_profiles():
     assert "batch" not in codes("32x32x8|3x3x8x8(p=1)")
 
