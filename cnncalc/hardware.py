@@ -151,12 +151,25 @@ def get_profiles(names: Sequence[str], extra_files: Sequence[str | Path] = ()) -
     found = []
     for name in names:
         if name not in known:
-            close = difflib.get_close_matches(name, list(known), n=1)
-            guess = f"did you mean {close[0]!r}? " if close else ""
+            close = closest_names(name, known)
+            guess = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
             raise CnnCalcError(f"unknown hardware profile {name!r}",
                                hint=f"{guess}known profiles: {', '.join(known)} (see `cnncalc profiles`)")
         found.append(known[name])
     return found
+
+
+def closest_names(name: str, known: Sequence[str] | Mapping[str, Any]) -> list[str]:
+    """The known names a mistyped one most likely meant: the same name in another case, else the nearest by
+    spelling, else the names that contain it (`nano` -> jetson-nano, jetson-orin-nano), ignoring case."""
+    lowered = {str(candidate).lower(): str(candidate) for candidate in known}
+    wanted = name.lower()
+    if wanted in lowered:
+        return [lowered[wanted]]
+    near = difflib.get_close_matches(wanted, list(lowered), n=1)
+    if near:
+        return [lowered[near[0]]]
+    return [lowered[candidate] for candidate in lowered if wanted and wanted in candidate][:3]
 
 
 def _parse_yaml(text: str, where: str) -> dict[str, Any]:
@@ -219,9 +232,14 @@ def _resolve(name: str, raw: dict[str, dict[str, Any]], origin: dict[str, str],
     base_name = fields.get("extends")
     if base_name is None:
         return fields
-    if not isinstance(base_name, str) or base_name not in raw:
+    if not isinstance(base_name, str):
+        raise SpecFileError(f"{origin[name]}: profile {name!r}: field 'extends' must be one profile name, "
+                            f"got {base_name!r}", hint=f"e.g. extends: {next(iter(raw))}")
+    if base_name not in raw:
+        close = closest_names(base_name, [known for known in raw if known != name])
+        guess = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
         raise SpecFileError(f"{origin[name]}: profile {name!r}: field 'extends' names unknown profile {base_name!r}",
-                            hint=f"known profiles: {', '.join(raw)}")
+                            hint=f"{guess}known profiles: {', '.join(raw)}")
     if base_name in seen or base_name == name:
         raise SpecFileError(f"{origin[name]}: profile {name!r}: field 'extends' makes a cycle "
                             f"({' -> '.join((*seen, name, base_name))})")

@@ -282,6 +282,24 @@ def test_unknown_profile_suggests_the_near_name():
     assert "titan-x-maxwell" in caught.value.render()
 
 
+@pytest.mark.parametrize(("typed", "meant"), [
+    ("TITAN-X-MAXWELL", "'titan-x-maxwell'"),  # case: no suggestion before
+    ("nano", "'jetson-nano' or 'jetson-orin-nano'"),  # part of a name: no suggestion before
+    ("titan", "'titan-x-maxwell' or 'titan-x-pascal'"),
+])
+def test_unknown_profile_suggests_by_case_and_part_of_the_name(typed, meant):
+    with pytest.raises(CnnCalcError) as caught:
+        get_profiles([typed])
+    assert f"did you mean {meant}?" in caught.value.render()
+
+
+def test_extends_with_a_typo_suggests_the_base(tmp_path):
+    path = write(tmp_path, "p.yaml", "profiles:\n  gpu: {extends: jetson_nano}\n")
+    with pytest.raises(SpecFileError) as caught:
+        load_profiles([path])
+    assert "did you mean 'jetson-nano'?" in caught.value.render()
+
+
 BAD_FILES = [
     # (file text, what the message must name besides the file and the profile)
     ("profiles:\n  gpu: {peak_tflops: {float32: 1}, mem_gib: 8}\n", "'mem_gb_per_s' is missing"),
@@ -296,7 +314,7 @@ BAD_FILES = [
     ("profiles:\n  gpu: {extends: titan-x, mem_gib: 8}\n", "'extends' names unknown profile 'titan-x'"),
     ("profiles:\n  gpu: {extends: a100, efficiency: {convv: 0.5}}\n", "unknown kernel class 'convv'"),
     ("profiles:\n  gpu: {extends: a100, mem_efficiency: 1.5}\n", "'mem_efficiency' must be"),
-    ("profiles:\n  gpu: {extends: [a100]}\n", "'extends' names unknown profile"),
+    ("profiles:\n  gpu: {extends: [a100]}\n", "'extends' must be one profile name, got ['a100']"),
     ("profiles:\n  gpu: {extends: gpu}\n", "'extends' makes a cycle"),
     ("profiles:\n  gpu: {extends: a100, fused: elementwise}\n", "'fused' must be a list"),
     # a unit slip gives a range error with the unit, not an absurd device: the Titan X's 6.14 TFLOPS written
