@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .errors import CnnCalcError
+from .errors import CnnCalcError, SpecFileError
 from .ir import MAX_BATCH
 
 app = typer.Typer(
@@ -478,6 +478,17 @@ def analyzed(
     if loaded is not None:
         loaded.extend(files)
     defaults = list(dict.fromkeys(name for spec_file in files for name in spec_file.profiles))
+    if not profile:  # the names come from the spec files' `profiles:` lists: a wrong one names its file
+        from .hardware import get_profiles
+
+        for spec_file in files:
+            try:
+                get_profiles(spec_file.profiles, profiles_file or ())
+            except SpecFileError:
+                raise  # a broken --profiles file names itself
+            except CnnCalcError as error:
+                raise CnnCalcError(f"{spec_file.path or spec_file.name}: `profiles:` {error.message}",
+                                   hint=error.hint) from None
     profiles = selected_profiles(defaults, profile, profiles_file)
     graphs = pick_variants(files, variant)
     return [run_analysis(graph, batch=batch, dtype=dtype, profiles=profiles) for graph in graphs], profiles

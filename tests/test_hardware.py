@@ -438,3 +438,12 @@ def test_published_set_within_the_acceptance_bounds():
         chosen = [abs(e) for c, e in zip(cases, errors, strict=True) if c.group == group]
         assert statistics.median(chosen) <= 20, group
         assert max(chosen) <= 40, group
+
+
+def test_unknown_profile_listed_in_a_spec_file_names_the_file(tmp_path):
+    # the user never typed the name: the error must say where it comes from
+    spec = write(tmp_path, "net.yaml", "input: 8x8x1\nnetwork: FC(2)\nprofiles: [jetson-nan]\n")
+    result = runner.invoke(app, ["analyze", str(spec)])
+    assert result.exit_code == 1
+    assert f"{spec}: `profiles:` unknown hardware profile 'jetson-nan'" in result.output
+    assert "did you mean 'jetson-nano'?" in result.output
