@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .ir import DTYPE_BYTES, Graph, Node, show_shape
+from .ir import DTYPE_BYTES, MAX_BATCH, Graph, Node, show_shape
 from .ops.base import Op, Shape, numel
 
 if TYPE_CHECKING:
@@ -679,6 +679,9 @@ def _batch_advice(report: NetworkReport, name: str, cost: NetworkCost) -> Advice
     elif infer == 0:  # "at batch 0 activations fill 0%" said nothing
         limit = (f"one sample's activations ({_bytes(per_sample)}) exceed the "
                  f"{_bytes(usable - totals.weight_bytes)} left after the weights")
+    elif infer >= MAX_BATCH:  # capped: memory is not what stops it
+        limit = (f"{MAX_BATCH:,} is the largest --batch; at it activations fill {per_sample * infer / usable:.0%} "
+                 f"of the memory, weights {totals.weight_bytes / usable:.0%}")
     else:
         # at the largest batch, what fills the usable memory
         limit = (f"memory is the limit: at batch {infer:,} activations fill {per_sample * infer / usable:.0%} "

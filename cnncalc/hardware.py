@@ -37,7 +37,7 @@ else:
 import yaml
 
 from .errors import CnnCalcError, SpecFileError
-from .ir import DTYPE_BYTES
+from .ir import DTYPE_BYTES, MAX_BATCH
 
 if TYPE_CHECKING:
     from .analysis import LayerReport, NetworkReport
@@ -583,12 +583,13 @@ def max_batches(report: NetworkReport, usable_bytes: int) -> tuple[int, dict[str
 
 
 def _fit(free_bytes: float, per_sample_bytes: float) -> int:
-    """floor(free / per-sample), never below 0."""
+    """floor(free / per-sample), never below 0 and never above MAX_BATCH: a larger "largest batch" is one
+    --batch refuses, so it could not be analysed or used."""
     if free_bytes <= 0:
         return 0
     if per_sample_bytes <= 0:
-        return 2**31 - 1
-    return int(free_bytes // per_sample_bytes)
+        return MAX_BATCH
+    return min(MAX_BATCH, int(free_bytes // per_sample_bytes))
 
 
 # ---- calibrating this machine --------------------------------------------------

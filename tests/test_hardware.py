@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cnncalc.advice import advise
 from cnncalc.analysis import analyze
 from cnncalc.cli import app
 from cnncalc.errors import CnnCalcError, SpecFileError
 from cnncalc.hardware import (
+    Profile,
     calibrate_host,
     estimate_network,
     get_profiles,
@@ -135,6 +137,20 @@ def test_a_network_that_never_fits_gives_zero(tmp_path):
     assert cost.max_batch_inference == 0
     assert set(cost.max_batch_training.values()) == {0}
     assert cost.to_json()["fits"] is False
+
+
+def test_the_largest_batch_is_one_the_cli_accepts():
+    # 8x8x1 | FC(2) on 1 TiB: per sample input 256 B + output 8 B = 264 B, so 2^40 / 264 = 4.2e9 would fit;
+    # --batch stops at 1,000,000, and a larger "largest batch" could not be analysed
+    roomy = Profile(name="roomy", description="", peak_flops_per_s={"float32": 1e12}, mem_bytes_per_s=1e12,
+                    mem_bytes=2**40, usable_mem_bytes=2**40, launch_overhead_s=0.0, efficiency={}, sources={})
+    cost = analyze(parse("8x8x1|FC(2)"), profiles=[roomy]).costs["roomy"]
+    assert cost.max_batch_inference == 1_000_000
+    assert set(cost.max_batch_training.values()) == {1_000_000}
+    assert analyze(parse("8x8x1|FC(2)"), batch=cost.max_batch_inference).totals.inference_bytes <= 2**40
+    report = analyze(parse("8x8x1|FC(2)"), profiles=[roomy])
+    advice = next(item for item in advise(report, None, [roomy]) if item.code == "batch")
+    assert "1,000,000 is the largest --batch" in advice.message and "memory is the limit" not in advice.message
 
 
 def test_fits_says_whether_the_analysed_batch_fits(toy):
