@@ -27,25 +27,42 @@ FORMATS = ("table", "json", "csv", "markdown")
 
 # ---- numbers for people -------------------------------------------------------
 def human_count(value: float) -> str:
-    """1234567 -> '1.23M' (SI prefixes, for MACs and FLOPs)."""
-    for factor, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= factor:
-            return f"{value / factor:.2f}{suffix}"
-    return f"{value:.0f}"
+    """1234567 -> '1.23M' (SI prefixes, for MACs and FLOPs). The prefix is chosen after rounding, so
+    999,999 reads '1.00M', not '1000.00k'."""
+    return _scaled(value, ((1, "", 0), (1e3, "k", 2), (1e6, "M", 2), (1e9, "G", 2), (1e12, "T", 2)))
 
 
 def human_bytes(value: float) -> str:
-    """Binary units: 1536 -> '1.5 KiB'."""
-    for factor, suffix in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if abs(value) >= factor:
-            return f"{value / factor:.1f} {suffix}"
-    return f"{value:.0f} B"
+    """Binary units: 1536 -> '1.5 KiB'; 1,048,575 B reads '1.0 MiB', not '1024.0 KiB'."""
+    return _scaled(value, ((1, " B", 0), (2**10, " KiB", 1), (2**20, " MiB", 1), (2**30, " GiB", 1),
+                           (2**40, " TiB", 1)))
+
+
+def _scaled(value: float, units: tuple[tuple[float, str, int], ...]) -> str:
+    """`value` in the largest of `units` (factor, suffix, decimals; ascending) it reaches, moved up one unit
+    when rounding would show the next unit's factor (999.996k is '1.00M')."""
+    i = max((i for i, (factor, _, _) in enumerate(units) if abs(value) >= factor), default=0)
+    factor, suffix, decimals = units[i]
+    if i + 1 < len(units) and abs(round(value / factor, decimals)) >= units[i + 1][0] / factor:
+        factor, suffix, decimals = units[i + 1]
+    return f"{value / factor:.{decimals}f}{suffix}"
+
+
+#: the smallest time in milliseconds the tables show with digits; below it they say '<0.001'
+SMALLEST_MS = 0.001
 
 
 def human_ms(seconds: float) -> str:
-    """Seconds shown as milliseconds with sensible precision."""
+    """Seconds shown as milliseconds with sensible precision: 3 decimals below 1 ms, 2 below 100 ms, then
+    whole. A time too small for 3 decimals but not zero reads '<0.001', never '0.000' (a profile without
+    launch overhead gives small layers such times; 0.000 would claim they are free)."""
     ms = seconds * 1e3
-    return f"{ms:.3f}" if ms < 1 else f"{ms:.2f}" if ms < 100 else f"{ms:.0f}"
+    if 0 < ms < SMALLEST_MS / 2:  # what '.3f' would show as 0.000
+        return f"<{SMALLEST_MS}"
+    # the precision follows the rounded value: 0.9996 ms is '1.00', 99.996 ms is '100'
+    if round(abs(ms), 3) < 1:
+        return f"{ms:.3f}"
+    return f"{ms:.2f}" if round(abs(ms), 2) < 100 else f"{ms:.0f}"
 
 
 def shape_text(hwc: Sequence[int]) -> str:
