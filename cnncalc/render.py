@@ -219,7 +219,8 @@ def _rows(report: NetworkReport) -> list[dict[str, Any]]:
             "effective_stride": max(layer.receptive_field.jump),
         }
         for name, cost in report.costs.items():
-            row[f"time_ms[{name}]"] = round(cost.layers[layer.index].time_s * 1e3, 6)
+            # six significant digits, not six decimals: a layer of a few nanoseconds is not 0.0
+            row[f"time_ms[{name}]"] = float(f"{cost.layers[layer.index].time_s * 1e3:.6g}")
             row[f"bound[{name}]"] = cost.layers[layer.index].bound
         rows.append(row)
     return rows

@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from cnncalc.cli import app
@@ -244,3 +245,16 @@ def test_an_internal_error_with_brackets_in_its_message_is_still_one_clean_messa
     assert result.exit_code == 2
     assert "internal error: ValueError: tensor 'y[/x]' went wrong" in result.output
     assert "Traceback" not in result.output
+
+
+def test_csv_times_agree_with_json_down_to_nanoseconds(tmp_path):
+    # a profile without launch overhead: an FC(10) on 8x8x3 takes nanoseconds, which CSV rounded to 0.0
+    profiles = tmp_path / "p.yaml"
+    profiles.write_text("profiles:\n  no-overhead:\n    extends: h100\n    launch_overhead_us: 0\n")
+    args = ["analyze", "8x8x3|FC(10)", "--profiles", str(profiles), "-p", "no-overhead"]
+    layers = json.loads(run(*args, "-f", "json").stdout)["networks"][0]["layers"]
+    rows = list(csv.DictReader(io.StringIO(run(*args, "-f", "csv").stdout)))
+    for layer, row in zip(layers, rows, strict=True):
+        in_json, in_csv = layer["time_ms"]["no-overhead"], float(row["time_ms[no-overhead]"])
+        assert in_csv == pytest.approx(in_json, rel=1e-5)
+    assert rows[-1]["op"] == "FC" and float(rows[-1]["time_ms[no-overhead]"]) > 0
