@@ -95,12 +95,18 @@ def _both(value_a: str | None, value_b: str | None) -> str:
 
 
 def _delta(before: float, after: float) -> str:
-    """Relative change, e.g. '-75%'."""
+    """Relative change, e.g. '-75%', with decimals where whole percent would hide it: 224 -> 225 params is
+    '+0.4%', not '+0%' (reads as no change), and 194,400 -> 192 MACs '-99.9%', not '-100%' (reads as gone)."""
     if before == after:
         return "="
     if before == 0:
         return "new"
-    return f"{(after - before) / before:+.0%}"
+    percent = (after - before) / before * 100
+    for decimals in range(4):
+        rounded = round(percent, decimals)
+        if rounded != 0 and (rounded != -100 or after == 0):
+            return f"{percent:+.{decimals}f}%"
+    return f"{percent:+.2g}%"
 
 
 def diff_cells(diff: NetworkDiff, changed_only: bool = False) -> tuple[list[str], list[list[str]], list[str]]:

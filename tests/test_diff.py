@@ -76,3 +76,15 @@ def test_two_specs_on_the_command_line():
 def test_diff_needs_exactly_two_networks():
     result = runner.invoke(app, ["diff", "8x8x3|3x3x3x4(p=1)"])
     assert result.exit_code == 1 and "diff compares two networks" in result.output
+
+
+def test_totals_change_never_rounds_to_none_or_all():
+    # by hand: 3x3x3x8 on 32x32 without padding is 30*30*8*27 = 194,400 MACs; FC(1) on 8*8*3 = 192
+    # inputs is 192 MACs: (192 - 194,400) / 194,400 = -99.90%, which whole percent showed as -100%
+    a = analyze(parse("32x32x3|3x3x3x8"))
+    b = analyze(parse("8x8x3|FC(1)"))
+    assert "(-99.9%)" in diff_cells(diff_reports(a, b))[2][6]
+    # params (3*3*3*8 + 8) + 8*1 = 232 -> 232 + 1 bias = 233: +1/232 = +0.43%, which showed as +0%
+    c = analyze(parse("32x32x3|3x3x3x8|1x1x8x1(b=0)"))
+    d = analyze(parse("32x32x3|3x3x3x8|1x1x8x1"))
+    assert "(+0.4%)" in diff_cells(diff_reports(c, d))[2][5]
