@@ -14,6 +14,7 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from . import __version__
 from .advice import Advice, advise, checkpoint_advice
@@ -131,7 +132,8 @@ def to_markdown(doc: Document, image_dir: str = "report_files") -> tuple[str, di
         for kind, svg in doc.figures:
             path = f"{image_dir}/{kind}.svg"
             assets[path] = svg
-            parts.append(f"![{kind}]({path})\n\n{CAPTIONS[kind]}\n")
+            # percent-encoded: a link ends at a space and nests on parentheses ('my report (v2).md')
+            parts.append(f"![{kind}]({quote(path)})\n\n{CAPTIONS[kind]}\n")
     elif doc.plots_skipped:
         parts.append(f"*No plots: {doc.plots_skipped}.*\n")
     if doc.reports:

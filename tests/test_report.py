@@ -176,3 +176,14 @@ def test_markdown_cells_hold_names_with_pipes_and_newlines(tmp_path):
     layer_rows = [line for line in result.stdout.splitlines() if line.startswith("| 0 |")]
     assert layer_rows == [layer_rows[0]] and "| a\\|b c |" in layer_rows[0]
     assert layer_rows[0].count(" | ") == 8  # nine cells, as many as the header has
+
+
+def test_markdown_report_links_images_beside_a_file_name_with_spaces(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "my report (v2).md"
+    result = runner.invoke(app, ["report", "16x16x3|3x3x3x4(p=1)", "-o", str(path), "-p", "jetson-nano"])
+    assert result.exit_code == 0, result.output
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", path.read_text())
+    # a Markdown link ends at a space and a ')' closes it: both are percent-encoded (' ' %20, '(' %28, ')' %29)
+    assert links[0] == "my%20report%20%28v2%29_files/layers.svg"
+    assert (tmp_path / "my report (v2)_files" / "layers.svg").read_text().startswith("<?xml")
