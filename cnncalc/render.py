@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .analysis import LayerReport, NetworkReport
+from .analysis import LayerReport, NetworkReport, ReceptiveField
 
 SCHEMA = "cnncalc.analysis/1"
 FORMATS = ("table", "json", "csv", "markdown")
@@ -70,11 +70,14 @@ def shape_text(hwc: Sequence[int]) -> str:
     return "x".join(str(d) for d in hwc)
 
 
-def _field_text(layer: LayerReport) -> str:
-    rf = layer.receptive_field
-    size = str(rf.size[0]) if rf.size[0] == rf.size[1] else f"{rf.size[0]}x{rf.size[1]}"
-    jump = str(rf.jump[0]) if rf.jump[0] == rf.jump[1] else f"{rf.jump[0]}x{rf.jump[1]}"
-    return f"{size}/{jump}"
+def _field_text(rf: ReceptiveField) -> str:
+    """A receptive field as 'size/stride', each 'HxW' when the axes differ (a 1x7 kernel's field is '1x7/1')."""
+    return f"{_pair_text(rf.size)}/{_pair_text(rf.jump)}"
+
+
+def _pair_text(pair: Sequence[int]) -> str:
+    """[h, w] as one number when equal, else 'hxw'."""
+    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
 
 
 # ---- bars and the heaviest layers (terminal table, --top) ----------------------
@@ -291,7 +294,7 @@ def _layer_cells(report: NetworkReport, top: int = 0, bars: bool = False) -> tup
         row = [str(layer.index), layer.name, layer.label, shape_text(layer.output), f"{layer.params:,}",
                human_count(layer.macs) + (f" {bar(share['macs'])}" if bars else ""), human_count(layer.flops),
                human_bytes(layer.activation_bytes) + (f" {bar(share['activation_bytes'])}" if bars else ""),
-               _field_text(layer)]
+               _field_text(layer.receptive_field)]
         for i, cost in enumerate(report.costs.values()):
             layer_cost = cost.layers[layer.index]
             time_bar = f" {bar(share['time'])}" if bars and i == 0 else ""
@@ -306,7 +309,7 @@ def _totals_cells(report: NetworkReport) -> list[str]:
     mark = "≥ " if report.lower_bound else ""
     row = ["", "total", "", shape_text(report.output), f"{mark}{totals.params:,}",
            mark + human_count(totals.macs), mark + human_count(totals.flops),
-           human_bytes(totals.activation_bytes), f"{max(rf.size)}/{max(rf.jump)}"]
+           human_bytes(totals.activation_bytes), _field_text(rf)]
     for cost in report.costs.values():
         row += [human_ms(cost.latency_s), cost.bound]
     return row
@@ -356,7 +359,7 @@ def _comparison_cells(reports: Sequence[NetworkReport]) -> tuple[list[str], list
         totals = report.totals
         row = [report.name, shape_text(report.output), f"{totals.params:,}", human_count(totals.macs),
                human_bytes(totals.peak_activation_bytes), human_bytes(totals.training_bytes["sgd-momentum"]),
-               f"{max(totals.receptive_field.size)}"]
+               _pair_text(totals.receptive_field.size)]
         for name in profiles:
             if name not in report.costs:
                 row.append("-")

@@ -258,3 +258,16 @@ def test_csv_times_agree_with_json_down_to_nanoseconds(tmp_path):
         in_json, in_csv = layer["time_ms"]["no-overhead"], float(row["time_ms[no-overhead]"])
         assert in_csv == pytest.approx(in_json, rel=1e-5)
     assert rows[-1]["op"] == "FC" and float(rows[-1]["time_ms[no-overhead]"]) > 0
+
+
+def test_totals_and_comparison_show_a_non_square_receptive_field_whole():
+    # by hand: a 1x7 kernel sees 1x7 pixels; a 3x3 at stride 1 after it adds 2 per axis: 3x9, stride 1
+    wide = "16x32x3|1x7x3x8(p=0,3,0,3)|3x3x8x8"
+    result = run("analyze", wide, "16x32x3|3x3x3x8", "--format", "markdown")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    comparison = next(line for line in lines if line.startswith("| network | 14x30x8 |"))
+    assert comparison.endswith("| 3x9 |")  # was '9', the larger axis only
+    at = next(i for i, line in enumerate(lines) if line.startswith("| 1 | conv2 |"))
+    last_layer, total = lines[at], lines[at + 1]  # the first network's last layer, then its totals
+    assert last_layer.endswith("| 3x9/1 |") and total.endswith("| 3x9/1 |")  # the total row said '9/1'
