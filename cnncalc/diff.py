@@ -191,10 +191,10 @@ def to_json(diff: NetworkDiff) -> str:
 
 def to_markdown(diff: NetworkDiff, changed_only: bool = False) -> str:
     """The aligned table as Markdown; changed rows in bold, status in the first column."""
-    from .render import _md_table
+    from .render import _md_table, md_line
 
     header, rows, total = diff_cells(diff, changed_only)
     statuses = [row.status for row in diff.rows if not (changed_only and row.status == "same")]
     shown = [[f"**{c}**" if status != "same" and c else c for c in cells] if status != "same" else cells
              for status, cells in zip(statuses, rows, strict=True)]
-    return f"## {diff.a.name} -> {diff.b.name}\n\n" + _md_table(header, shown + [total])
+    return f"## {md_line(diff.a.name)} -> {md_line(diff.b.name)}\n\n" + _md_table(header, shown + [total])

@@ -249,7 +249,7 @@ def to_markdown(reports: Sequence[NetworkReport], top: int = 0) -> str:
         parts.append("## Comparison\n")
         parts.append(_md_table(*_comparison_cells(reports)))
     for report in reports:
-        parts.append(f"## {report.name}\n")
+        parts.append(f"## {md_line(report.name)}\n")
         if report.description:
             parts.append(f"{report.description}\n")
         if report.text:
@@ -267,9 +267,14 @@ def to_markdown(reports: Sequence[NetworkReport], top: int = 0) -> str:
     return "\n".join(parts)
 
 
+def md_line(text: str) -> str:
+    """Free text (a name, a title) on one line: in a heading a newline would end the heading mid-name."""
+    return " ".join(text.splitlines())
+
+
 def _md_cell(text: str) -> str:
     """A cell that cannot break the table: names are free text ('|' ends a cell, a newline ends the row)."""
-    return " ".join(text.splitlines()).replace("|", "\\|")
+    return md_line(text).replace("|", "\\|")
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ from .render import (
     _profile_cells,
     _summary_cells,
     _totals_cells,
+    md_line,
 )
 
 if TYPE_CHECKING:
@@ -87,14 +89,14 @@ def failed(title: str, error: SpecError, sources: Sequence[tuple[str, str]] = ()
 # ---- Markdown ------------------------------------------------------------------
 def to_markdown(doc: Document, image_dir: str = "report_files") -> tuple[str, dict[str, bytes]]:
     """The document as GitHub Markdown, and the images it links (relative path -> SVG bytes)."""
-    parts = [f"# {doc.title}\n", _intro(doc)]
+    parts = [f"# {md_line(doc.title)}\n", _intro(doc)]
     if doc.description:
         parts.append(f"{doc.description}\n")
     parts.append("## Spec\n")
     for label, text in doc.sources:
-        parts.append(f"{label}:\n\n```text\n{text.rstrip()}\n```\n")
+        parts.append(f"{md_line(label)}:\n\n{_fenced(text.rstrip())}")
     if doc.error_text:
-        parts.append(f"```text\n{doc.error_text}\n```\n")
+        parts.append(_fenced(doc.error_text))
     for error in doc.errors:
         parts.append(f"**{LEVEL_MARK['error']}**: {error.message}\n")
         if error.hint:
@@ -107,18 +109,18 @@ def to_markdown(doc: Document, image_dir: str = "report_files") -> tuple[str, di
             parts.append(_md_table(*_comparison_cells(doc.reports)))
         for report in doc.reports:
             if len(doc.reports) > 1:
-                parts.append(f"### {report.name}\n")
+                parts.append(f"### {md_line(report.name)}\n")
             parts.append(_md_table(*_summary_cells(report)))
         if any(report.costs for report in doc.reports):
             parts.append("## Hardware profiles\n")
             for report in doc.reports:
                 if report.costs:
-                    parts.append(f"{report.name}:\n")
+                    parts.append(f"{md_line(report.name)}:\n")
                     parts.append(_md_table(*_profile_cells(report)))
         parts.append("## Advice\n")
         for report in doc.reports:
             if len(doc.reports) > 1:
-                parts.append(f"### {report.name}\n")
+                parts.append(f"### {md_line(report.name)}\n")
             items = doc.advice.get(report.name, [])
             if not items:
                 parts.append("Nothing to flag.\n")
@@ -140,9 +142,17 @@ def to_markdown(doc: Document, image_dir: str = "report_files") -> tuple[str, di
         parts.append("## Layers\n")
         for report in doc.reports:
             header, rows = _layer_cells(report)
-            parts.append(f"### {report.name}\n" if len(doc.reports) > 1 else "")
+            parts.append(f"### {md_line(report.name)}\n" if len(doc.reports) > 1 else "")
             parts.append(_md_table(header, rows + [_totals_cells(report)]))
     return "\n".join(parts), assets
+
+
+def _fenced(text: str) -> str:
+    """A code block that holds any text: its fence is longer than any run of backticks inside (a YAML
+    comment quoting a ``` block would otherwise end the block early and spill the rest as Markdown)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{text}\n{fence}\n"
 
 
 def _intro(doc: Document) -> str:

@@ -187,3 +187,23 @@ def test_markdown_report_links_images_beside_a_file_name_with_spaces(tmp_path):
     # a Markdown link ends at a space and a ')' closes it: both are percent-encoded (' ' %20, '(' %28, ')' %29)
     assert links[0] == "my%20report%20%28v2%29_files/layers.svg"
     assert (tmp_path / "my report (v2)_files" / "layers.svg").read_text().startswith("<?xml")
+
+
+def test_markdown_keeps_multiline_names_in_their_heading_and_fences_any_yaml(tmp_path):
+    # a variant named across two lines, and a YAML comment quoting a ``` block
+    spec = tmp_path / "odd.yaml"
+    spec.write_text('# usage:\n# ```\n# cnncalc analyze odd.yaml\n# ```\ninput: 8x8x3\n'
+                    'variants:\n  "first\\nsecond": "3x3x3x4(p=1)"\n  other: "3x3x3x2(p=1)"\n')
+    result = runner.invoke(app, ["analyze", str(spec), "--format", "markdown"])
+    assert result.exit_code == 0, result.output
+    assert "## first second\n" in result.stdout  # not '## first' and a stray paragraph 'second'
+    path = tmp_path / "odd.md"
+    result = runner.invoke(app, ["report", str(spec), "-o", str(path), "--no-plots"])
+    assert result.exit_code == 0, result.output
+    text = path.read_text()
+    assert "### first second\n" in text
+    # the spec's block opens with a fence longer than the file's ``` and closes with the same fence
+    assert "odd.yaml:\n\n````text\n# usage:\n# ```\n" in text
+    assert "variants:" in text.split("````text\n")[1].split("\n````\n")[0]
+    result = runner.invoke(app, ["diff", str(spec), "--format", "markdown"])
+    assert result.stdout.startswith("## first second -> other\n\n")
