@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import itertools
 import math
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -403,7 +404,10 @@ def figure_bytes(figure: Figure, fmt: str) -> bytes:
         raise CnnCalcError(f"cannot save a plot as {fmt!r}", hint="use a .png or .svg file name")
     buffer = io.BytesIO()
     metadata = {"Date": None} if fmt == "svg" else {"Software": None}
-    with _style():
+    with _style(), warnings.catch_warnings():
+        # a name in a script the font lacks (CJK, say) warned once per glyph per figure, a screenful of
+        # Python warnings on stderr; SVG keeps the text as text, which the viewer's fonts draw
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
         figure.savefig(buffer, format=fmt, dpi=150, metadata=metadata)
     return buffer.getvalue()
 

@@ -174,3 +174,16 @@ def test_names_with_dollar_signs_are_drawn_as_written(tmp_path):
                                  "-p", "titan-x-maxwell"])
     assert result.exit_code == 0, result.output
     assert "conv$\\frac$" in (tmp_path / "d.svg").read_text(encoding="utf-8")  # SVG text stays text
+
+
+def test_names_in_scripts_the_font_lacks_warn_nothing(tmp_path):
+    # matplotlib's DejaVu Sans has no CJK glyphs: it warned once per glyph and figure on stderr
+    spec = tmp_path / "cjk.yaml"
+    spec.write_text('input: 8x8x3\nvariants:\n  "日本語": "3x3x3x4(p=1)"\n  "中文": "3x3x3x2(p=1)"\n', encoding="utf-8")
+    code = ("from cnncalc.cli import app; import sys; sys.argv = ['cnncalc', 'plot', sys.argv[1], '-o', sys.argv[2]]; "
+            "app()")
+    done = subprocess.run([sys.executable, "-c", code, str(spec), str(tmp_path / "p.svg")], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr and "wrote" in done.stderr
+    assert "日本語" in (tmp_path / "p-variants.svg").read_text(encoding="utf-8")
