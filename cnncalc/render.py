@@ -352,8 +352,12 @@ def _profile_cells(report: NetworkReport) -> tuple[list[str], list[list[str]]]:
 
 
 def _comparison_cells(reports: Sequence[NetworkReport]) -> tuple[list[str], list[list[str]]]:
+    """The networks' totals side by side; with a batch / dtype column when those differ (two files with
+    different `batch:` compare MACs and memory of different workloads, which the reader must see)."""
     profiles = list(dict.fromkeys(name for r in reports for name in r.costs))
-    header = ["variant", "output", "params", "MACs", "peak act mem", "training mem", "RF"]
+    mixed = len({(r.batch, r.dtype) for r in reports}) > 1
+    header = ["variant", *(["batch / dtype"] if mixed else []), "output", "params", "MACs", "peak act mem",
+              "training mem", "RF"]
     header += [f"{name} ms" for name in profiles]
     fastest = {
         name: min((r.costs[name].latency_s, i) for i, r in enumerate(reports) if name in r.costs)[1]
@@ -362,7 +366,8 @@ def _comparison_cells(reports: Sequence[NetworkReport]) -> tuple[list[str], list
     rows = []
     for i, report in enumerate(reports):
         totals = report.totals
-        row = [report.name, shape_text(report.output), f"{totals.params:,}", human_count(totals.macs),
+        row = [report.name, *([f"{report.batch} / {report.dtype}"] if mixed else []), shape_text(report.output),
+               f"{totals.params:,}", human_count(totals.macs),
                human_bytes(totals.peak_activation_bytes), human_bytes(totals.training_bytes["sgd-momentum"]),
                _pair_text(totals.receptive_field.size)]
         for name in profiles:

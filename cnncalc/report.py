@@ -158,10 +158,13 @@ def _fenced(text: str) -> str:
 def _intro(doc: Document) -> str:
     if not doc.reports:
         return f"*cnncalc {__version__}*\n"
-    first = doc.reports[0]
+    workloads = list(dict.fromkeys(f"batch {r.batch}, {r.dtype}" for r in doc.reports))
+    # one batch and dtype for all, else each network's (two files may set different ones)
+    workload = workloads[0] if len(workloads) == 1 else "; ".join(
+        f"{md_line(r.name)}: batch {r.batch}, {r.dtype}" for r in doc.reports)
     profiles = list(dict.fromkeys(name for r in doc.reports for name in r.costs))
     shown = ", ".join(profiles) if profiles else "none (add -p to estimate time)"
-    return f"*cnncalc {__version__}; batch {first.batch}, {first.dtype}; profiles: {shown}*\n"
+    return f"*cnncalc {__version__}; {workload}; profiles: {shown}*\n"
 
 
 # ---- HTML ------------------------------------------------------------------------

@@ -207,3 +207,18 @@ def test_markdown_keeps_multiline_names_in_their_heading_and_fences_any_yaml(tmp
     assert "variants:" in text.split("````text\n")[1].split("\n````\n")[0]
     result = runner.invoke(app, ["diff", str(spec), "--format", "markdown"])
     assert result.stdout.startswith("## first second -> other\n\n")
+
+
+def test_networks_of_different_batch_and_dtype_say_so(tmp_path):
+    # 3x3x3x4 on 8x8 with p=1: 8*8*4*27 = 6,912 MACs per sample; at batch 4, 27,648 (6.91k against 27.65k)
+    spec = tmp_path / "b4.yaml"
+    spec.write_text('input: 8x8x3\nbatch: 4\ndtype: float16\nnetwork: "3x3x3x4(p=1)"\n')
+    result = runner.invoke(app, ["analyze", "8x8x3|3x3x3x4(p=1)", str(spec), "--format", "markdown"])
+    assert result.exit_code == 0, result.output
+    assert "| network | 1 / float32 | 8x8x4 | 112 | 6.91k |" in result.stdout
+    assert "| b4 | 4 / float16 | 8x8x4 | 112 | 27.65k |" in result.stdout
+    path = tmp_path / "two.md"
+    result = runner.invoke(app, ["report", "8x8x3|3x3x3x4(p=1)", str(spec), "-o", str(path), "--no-plots"])
+    assert result.exit_code == 0, result.output
+    # the intro named only the first network's 'batch 1, float32'
+    assert "network: batch 1, float32; b4: batch 4, float16;" in path.read_text().splitlines()[2]
