@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .render import human_bytes, human_count, human_ms, json_text, shape_text
+from .render import at_least, human_bytes, human_count, human_ms, json_text, shape_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -137,8 +137,10 @@ def diff_cells(diff: NetworkDiff, changed_only: bool = False) -> tuple[list[str]
     ta, tb = diff.a.totals, diff.b.totals
     total = ["", "", "total", f"{diff.a.name} -> {diff.b.name}",
              _both(shape_text(diff.a.output), shape_text(diff.b.output)),
-             f"{_both(f'{ta.params:,}', f'{tb.params:,}')} ({_delta(ta.params, tb.params)})",
-             f"{_both(human_count(ta.macs), human_count(tb.macs))} ({_delta(ta.macs, tb.macs)})",
+             f"{_both(f'{at_least(diff.a)}{ta.params:,}', f'{at_least(diff.b)}{tb.params:,}')} "
+             f"({_delta(ta.params, tb.params)})",
+             f"{_both(at_least(diff.a) + human_count(ta.macs), at_least(diff.b) + human_count(tb.macs))} "
+             f"({_delta(ta.macs, tb.macs)})",
              f"{_both(human_bytes(ta.peak_activation_bytes), human_bytes(tb.peak_activation_bytes))} peak "
              f"({_delta(ta.peak_activation_bytes, tb.peak_activation_bytes)})"]
     for name in diff.profiles:

@@ -308,10 +308,15 @@ def _layer_cells(report: NetworkReport, top: int = 0, bars: bool = False) -> tup
     return header, rows
 
 
+def at_least(report: NetworkReport) -> str:
+    """'≥ ' before the params and MACs of a network whose unsupported ONNX ops were not counted, else ''."""
+    return "≥ " if report.lower_bound else ""
+
+
 def _totals_cells(report: NetworkReport) -> list[str]:
     totals = report.totals
     rf = totals.receptive_field
-    mark = "≥ " if report.lower_bound else ""
+    mark = at_least(report)
     row = ["", "total", "", shape_text(report.output), f"{mark}{totals.params:,}",
            mark + human_count(totals.macs), mark + human_count(totals.flops),
            human_bytes(totals.activation_bytes), _field_text(rf)]
@@ -366,8 +371,9 @@ def _comparison_cells(reports: Sequence[NetworkReport]) -> tuple[list[str], list
     rows = []
     for i, report in enumerate(reports):
         totals = report.totals
+        mark = at_least(report)
         row = [report.name, *([f"{report.batch} / {report.dtype}"] if mixed else []), shape_text(report.output),
-               f"{totals.params:,}", human_count(totals.macs),
+               f"{mark}{totals.params:,}", mark + human_count(totals.macs),
                human_bytes(totals.peak_activation_bytes), human_bytes(totals.training_bytes["sgd-momentum"]),
                _pair_text(totals.receptive_field.size)]
         for name in profiles:

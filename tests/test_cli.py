@@ -271,3 +271,15 @@ def test_totals_and_comparison_show_a_non_square_receptive_field_whole():
     at = next(i for i, line in enumerate(lines) if line.startswith("| 1 | conv2 |"))
     last_layer, total = lines[at], lines[at + 1]  # the first network's last layer, then its totals
     assert last_layer.endswith("| 3x9/1 |") and total.endswith("| 3x9/1 |")  # the total row said '9/1'
+
+
+def test_comparison_and_diff_mark_lower_bounds():
+    # counted params: 3*3*3*8+8 = 224, 3*3*8*16+16 = 1,168, 16*10+10 = 170: 1,562, plus what the skipped
+    # ops hold, so at least 1,562; the totals row said '≥ 1,562' but the comparison and the diff '1,562'
+    model = str(ROOT / "tests" / "data" / "torch_tiny_unsupported.onnx")
+    result = run("analyze", model, "8x8x3|ReLU", "--allow-unsupported", "--format", "markdown")
+    assert result.exit_code == 0, result.output
+    assert "| torch_tiny_unsupported | 1x1x10 | ≥ 1,562 | ≥ " in result.stdout
+    assert "| network | 8x8x3 | 0 | 0 |" in result.stdout  # a complete count carries no mark
+    result = run("diff", model, "8x8x3|ReLU", "--allow-unsupported", "--format", "markdown")
+    assert "| ≥ 1,562 -> 0 (-100%) | ≥ " in result.stdout
