@@ -523,11 +523,48 @@ class NetworkCost:
         }
 
 
-def estimate_layer(layer: LayerReport, profile: Profile, peak_flops_per_s: float) -> LayerCost:
-    """Roofline time of one layer's forward pass, plus the kernel's fixed overhead."""
+#: what a layer of a `fused` class can fold into: TensorRT runs bias, scale (BN), activations and a residual
+#: add in the epilogue of the convolution or matrix multiply before them, and a run of pointwise layers as one
+#: kernel (its layer fusion catalog); after a pool, a concat or the input such a layer is a kernel of its own
+FOLDS_INTO = {"elementwise": ("conv", "conv_winograd", "depthwise", "gemm", "elementwise")}
+
+
+def folded_layers(report: NetworkReport, profile: Profile) -> set[str]:
+    """Names of the layers of the profile's `fused` classes that have a producer to fold into.
+
+    Reshape layers (Flatten, Identity) are looked through; a layer fed only by the network input has
+    nothing to fold into, and an elementwise layer folds only into the kinds of kernel in FOLDS_INTO.
+    """
+    by_name = {layer.name: layer for layer in report.layers}
+
+    def producer_class(name: str) -> str | None:
+        while name in by_name and by_name[name].cost_class == NO_KERNEL and by_name[name].inputs:
+            name = by_name[name].inputs[0]
+        return by_name[name].cost_class if name in by_name else None  # None: the network input
+
+    folded = set()
+    for layer in report.layers:
+        if layer.cost_class not in profile.fused:
+            continue
+        producers = [producer_class(name) for name in layer.inputs]
+        hosts = FOLDS_INTO.get(layer.cost_class)
+        if any(cls is not None and (hosts is None or cls in hosts) for cls in producers):
+            folded.add(layer.name)
+    return folded
+
+
+def estimate_layer(layer: LayerReport, profile: Profile, peak_flops_per_s: float, folded: bool | None = None
+                   ) -> LayerCost:
+    """Roofline time of one layer's forward pass, plus the kernel's fixed overhead.
+
+    `folded` says whether a layer of a `fused` class has a kernel to fold into (see `folded_layers`);
+    None takes the class alone.
+    """
     cls = layer.cost_class
     moved = layer.input_bytes + layer.activation_bytes + layer.weight_bytes
-    if cls == NO_KERNEL or cls in profile.fused:
+    if folded is None:
+        folded = cls in profile.fused
+    if cls == NO_KERNEL or folded:
         return LayerCost(layer.name, 0.0, "none", 0.0, layer.flops, 0 if cls == NO_KERNEL else moved,
                          fused=cls != NO_KERNEL)
     efficiency = profile.efficiency.get(cls, 1.0)
@@ -545,7 +582,8 @@ def estimate_network(report: NetworkReport, profile: Profile) -> NetworkCost:
     from .analysis import OPTIMIZER_SLOTS
 
     peak = profile.peak(report.dtype)
-    layers = [estimate_layer(layer, profile, peak) for layer in report.layers]
+    folded = folded_layers(report, profile)
+    layers = [estimate_layer(layer, profile, peak, layer.name in folded) for layer in report.layers]
     latency_s = sum(cost.time_s for cost in layers)
     # backward runs two kernels of the forward's size per layer (gradient of the input, of the weights)
     forward_backward_s = 3.0 * latency_s

@@ -178,6 +178,29 @@ def test_fused_classes_cost_nothing_on_tensorrt():
             assert layer_cost.time_s > 0
 
 
+@pytest.mark.parametrize(("spec", "expected"), [
+    # a lone activation has no kernel before it: it is a kernel of its own (before, it cost 0 ms and the
+    # throughput read inf)
+    ("8x8x3|ReLU", {"relu1": False}),
+    # BN and ReLU fold into the conv's epilogue; after the pool the ReLU starts a kernel and the BN joins it
+    # (TensorRT runs consecutive pointwise layers as one kernel)
+    ("8x8x3|3x3x3x8(p=1)|BN|ReLU|MP|ReLU|BN", {"bn1": True, "relu1": True, "relu2": False, "bn2": True}),
+    # through a Flatten, an activation after an FC folds into the matrix multiply
+    ("8x8x3|3x3x3x8(p=1)|Flatten|FC(4)|ReLU", {"relu1": True}),
+])
+def test_fused_layers_need_a_kernel_to_fold_into(spec, expected):
+    report = analyze(parse(spec), profiles=get_profiles(["jetson-nano"]))
+    costs = {layer.name: cost for layer, cost in zip(report.layers, report.costs["jetson-nano"].layers, strict=True)}
+    overhead_s = 59.57e-6  # the profile's launch_overhead_us (docs/hardware.md, fitted)
+    for name, folded in expected.items():
+        cost = costs[name]
+        assert cost.fused is folded
+        if folded:
+            assert (cost.time_s, cost.bound) == (0.0, "none")
+        else:  # a few bytes on a 25.6 GB/s device: the launch overhead decides
+            assert cost.time_s >= overhead_s and cost.bound == "overhead"
+
+
 def test_conv_kernel_classes():
     assert Conv((3, 3), 32, 64, pads=(1, 1, 1, 1)).kernel_class() == "conv_winograd"
     assert Conv((3, 3), 32, 64, strides=(2, 2)).kernel_class() == "conv"
