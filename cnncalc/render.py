@@ -65,6 +65,14 @@ def human_ms(seconds: float) -> str:
     return f"{ms:.2f}" if round(abs(ms), 2) < 100 else f"{ms:.0f}"
 
 
+def human_rate(per_s: float) -> str:
+    """Samples per second with one decimal; below 1/s three significant digits (a 20 s latency is 0.05/s,
+    not 0.0), and '-' when there is no time to divide by (a network without layers)."""
+    if not math.isfinite(per_s):
+        return "-"
+    return f"{per_s:,.1f}" if per_s >= 1 else f"{per_s:.3g}"
+
+
 def shape_text(hwc: Sequence[int]) -> str:
     """[H, W, C] -> 'HxWxC'."""
     return "x".join(str(d) for d in hwc)
@@ -350,7 +358,7 @@ def _profile_cells(report: NetworkReport) -> tuple[list[str], list[list[str]]]:
               "max batch (train, SGD-m / Adam)"]
     rows = []
     for name, cost in report.costs.items():
-        rows.append([name, human_ms(cost.latency_s), f"{cost.throughput_per_s:,.1f}", human_ms(cost.train_step_s),
+        rows.append([name, human_ms(cost.latency_s), human_rate(cost.throughput_per_s), human_ms(cost.train_step_s),
                      cost.bound, f"{cost.max_batch_inference:,}",
                      f"{cost.max_batch_training['sgd-momentum']:,} / {cost.max_batch_training['adam']:,}"])
     return header, rows

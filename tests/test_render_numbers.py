@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cnncalc.render import human_bytes, human_count, human_ms
+from cnncalc.render import human_bytes, human_count, human_ms, human_rate
 
 
 @pytest.mark.parametrize(("value", "shown"), [
@@ -45,3 +45,12 @@ def test_bytes_unit_follows_the_rounded_value(value, shown):
 ])
 def test_milliseconds(seconds, shown):
     assert human_ms(seconds) == shown
+
+
+@pytest.mark.parametrize(("per_s", "shown"), [
+    (2628.8, "2,628.8"),  # thousands separated, one decimal
+    (1 / 20.0, "0.05"),  # a 20 s batch-1 latency: 0.05 samples/s, which one decimal showed as 0.0
+    (float("inf"), "-"),  # a network without layers takes no time: nothing to divide
+])
+def test_throughput(per_s, shown):
+    assert human_rate(per_s) == shown
