@@ -113,7 +113,7 @@ def where_to_write(target: Path) -> tuple[Path, bool]:
         raise CnnCalcError(f"cannot write {target}: {error.strerror or error}") from None
     if stat.S_ISBLK(mode):
         raise CnnCalcError(f"cannot write {target}: it is a block device (a disk or partition)",
-                           hint="give a regular file name, e.g. out/model.onnx")
+                           hint="give the path of a regular file")
     return where, not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
@@ -141,7 +141,9 @@ def _plan(target: Path, force: bool, creatable: set[Path]) -> tuple[Path, Path, 
     if in_place:
         return target, where, True
     if where.is_dir():
-        raise CnnCalcError(f"{target} is a directory", hint="give a file name, e.g. out/model.onnx")
+        # the example keeps the command's own suffix out of it: export writes .onnx, analyze .json/.csv/.md
+        raise CnnCalcError(f"{target} is a directory",
+                           hint=f"give a file's path, e.g. {target / 'NAME'} with the suffix of the file you want")
     if where.exists() and not force:
         raise CnnCalcError(f"{target} already exists", hint="pass --force to overwrite it")
     folder = _folder(where)

@@ -207,3 +207,11 @@ def test_a_markdown_report_through_a_symlink_puts_its_images_beside_the_target(t
     assert result.exit_code == 0, result.output
     assert link.is_symlink() and (tmp_path / "real" / "r.md").is_file()
     assert list((tmp_path / "real" / "r_files").glob("*.svg")) and not (tmp_path / "links" / "r_files").exists()
+
+
+def test_a_folder_as_output_names_a_file_inside_it(tmp_path):
+    # analyze -o FOLDER: the hint used to offer 'out/model.onnx', an export's name, to every command
+    result = CliRunner().invoke(app, ["analyze", "8x8x3|ReLU", "-o", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "is a directory" in result.output and str(tmp_path / "NAME") in result.output.replace("\n", "")
+    assert "model.onnx" not in result.output
