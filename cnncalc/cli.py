@@ -145,9 +145,19 @@ def pick_variants(files: list[Any], variants: list[str] | None) -> list[Any]:
 
 
 def check_choice(value: str, choices: tuple[str, ...], option: str) -> str:
-    """A flag value from a fixed set, or a clear error listing the set."""
+    """A flag value from a fixed set, or a clear error listing the set with the choice most likely meant."""
     if value not in choices:
-        raise CnnCalcError(f"{option} {value!r} is not one of {', '.join(choices)}", hint=f"e.g. {option} {choices[0]}")
+        import difflib
+
+        from .hardware import DTYPE_ALIASES  # fp16, half, ...: the names a profile file's hint knows too
+
+        meant = DTYPE_ALIASES.get(value.lower()) if option == "--dtype" else None
+        if meant not in choices:
+            lowered = {choice.lower(): choice for choice in choices}
+            close = difflib.get_close_matches(value.lower(), list(lowered), n=1)
+            meant = lowered[close[0]] if close else None
+        hint = f"did you mean {option} {meant}?" if meant else f"e.g. {option} {choices[0]}"
+        raise CnnCalcError(f"{option} {value!r} is not one of {', '.join(choices)}", hint=hint)
     return value
 
 

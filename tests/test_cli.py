@@ -283,3 +283,12 @@ def test_comparison_and_diff_mark_lower_bounds():
     assert "| network | 8x8x3 | 0 | 0 |" in result.stdout  # a complete count carries no mark
     result = run("diff", model, "8x8x3|ReLU", "--allow-unsupported", "--format", "markdown")
     assert "| ≥ 1,562 -> 0 (-100%) | ≥ " in result.stdout
+
+
+@pytest.mark.parametrize(("args", "meant"), [
+    (["--dtype", "fp16"], "--dtype float16"),  # the usual short name: the hint said "e.g. --dtype float32"
+    (["--format", "jsn"], "--format json"),  # a typo gets the nearest choice
+])
+def test_a_wrong_choice_hints_the_one_meant(args, meant):
+    result = CliRunner().invoke(app, ["analyze", "8x8x3|ReLU", *args])
+    assert result.exit_code == 1 and f"did you mean {meant}?" in result.output
