@@ -196,6 +196,14 @@ def test_clip_bounds_as_constants_initializers_or_old_attributes():
     assert (clip.op.min, clip.op.max) == (float("-inf"), 6.0)
 
 
+def test_clip_with_min_not_below_max_is_unsupported():
+    # ONNX gives max everywhere (min(max(x, 5), 1) = 1); the spec refuses such a Clip, so its imported
+    # text 'Clip(min=5,max=1)' did not parse back
+    model = small_model([helper.make_node("Clip", ["x", "lo", "hi"], ["y"])], [const("lo", 5.0), const("hi", 1.0)])
+    with pytest.raises(UnsupportedOpError, match="min 5 not below max 1 outputs 1 everywhere"):
+        imported(model)
+
+
 def test_concat_logsoftmax_dropout_with_mask():
     model = small_model([helper.make_node("Conv", ["x", "w1"], ["a"]),
                          helper.make_node("Conv", ["x", "w2"], ["b"], pads=[1, 1, 1, 1]),

@@ -61,7 +61,11 @@ class Clip(_Pointwise):
             raise UnsupportedOpError("Clip bounds that are computed, not constant, are not supported",
                                      hint="cnncalc imports Clip with constant bounds, such as ReLU6 (0, 6)")
         # a bound left out means no bound, as in ONNX
-        return cls(onnx_float(attrs.get("min", float("-inf"))), onnx_float(attrs.get("max", float("inf"))))
+        low, high = onnx_float(attrs.get("min", float("-inf"))), onnx_float(attrs.get("max", float("inf")))
+        if low >= high:  # the spec refuses it too: its text must parse back
+            raise UnsupportedOpError(f"Clip with min {low:g} not below max {high:g} outputs {high:g} everywhere",
+                                     hint="cnncalc's Clip keeps min below max; check the exporter's bounds")
+        return cls(low, high)
 
     def onnx_attributes(self) -> dict[str, Any]:
         return {}  # min and max are constant inputs from opset 11, see weights()
