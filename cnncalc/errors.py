@@ -6,6 +6,11 @@ reaching the CLI is a bug in cnncalc.
 
 from __future__ import annotations
 
+import unicodedata
+
+#: display columns of spec text shown around the caret; a longer line is cut to a window around it
+SHOWN_COLUMNS = 100
+
 
 class CnnCalcError(Exception):
     """Base of every error caused by user input (spec, file, flag, data)."""
@@ -53,17 +58,51 @@ class SpecError(CnnCalcError):
         where = f"{self.source}: " if self.source else ""
         lines = [f"{where}{self.message}"]
         if self.text and self.pos is not None:
-            line_start = self.text.rfind("\n", 0, self.pos) + 1
-            line_end = self.text.find("\n", self.pos)
-            line_end = len(self.text) if line_end == -1 else line_end
-            line = self.text[line_start:line_end]
-            col = self.pos - line_start
-            carets = "^" * max(1, min(self.length, len(line) - col))
-            lines.append(f"  {line}")
-            lines.append(f"  {' ' * col}{carets}")
+            lines.extend(caret_lines(self.text, self.pos, self.length))
         if self.hint:
             lines.append(f"  hint: {self.hint}")
         return "\n".join(lines)
+
+
+def caret_lines(text: str, pos: int, length: int = 1) -> list[str]:
+    """The line of `text` holding `pos` and a caret line under `length` characters from it, both indented.
+
+    The caret must stay under its token as a terminal shows the line: a tab before it is copied (so both
+    lines reach the same tab stop), a wide character (CJK, full-width) takes two spaces and a combining or
+    invisible one none; a line longer than SHOWN_COLUMNS is cut to a window around the token, marked '...',
+    so a long spec gives a readable message rather than one wrapped over many screen lines.
+    """
+    line_start = text.rfind("\n", 0, pos) + 1
+    line_end = text.find("\n", pos)
+    line_end = len(text) if line_end == -1 else line_end
+    col = pos - line_start
+    token_end = col + max(1, min(length, line_end - pos))
+    line = text[line_start:line_end]
+    start, end = 0, len(line)
+    if _columns(line) > SHOWN_COLUMNS:
+        token_end = min(token_end, col + SHOWN_COLUMNS // 2)  # a very long token: its start is what matters
+        context = max(0, (SHOWN_COLUMNS - _columns(line[col:token_end])) // 2)
+        start = max(0, col - context)
+        end = min(len(line), token_end + context)
+    before = "..." if start > 0 else ""
+    after = "..." if end < len(line) else ""
+    shown = before + line[start:end] + after
+    under = before.replace(".", " ") + "".join("\t" if ch == "\t" else " " * _width(ch) for ch in line[start:col])
+    carets = "^" * max(1, _columns(line[col:token_end]))
+    return [f"  {shown}", f"  {under}{carets}"]
+
+
+def _width(ch: str) -> int:
+    """Terminal columns of one character: 2 for wide (East Asian wide and full-width), 0 for combining
+    marks and format characters such as a zero-width space, else 1."""
+    if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def _columns(text: str) -> int:
+    """Terminal columns of a text without tabs (a tab counts as one: only the caret's prefix copies them)."""
+    return sum(_width(ch) for ch in text)
 
 
 class SpecFileError(CnnCalcError):

@@ -522,3 +522,38 @@ def test_float_options_survive_the_spec_text_exactly():
     again = parse("8x8x3|" + "|".join(node.op.describe() for node in graph.nodes))
     assert [node.op for node in again.nodes] == [node.op for node in graph.nodes]
     assert graph.nodes[0].op.describe() == "LReLU(a=0.123456789)"
+
+
+# ---- the caret stays under its token as a terminal shows the line ----------------------------------
+def test_caret_after_tabs_copies_the_tabs():
+    text = "224x224x3|\tReLU|\tfoo"
+    shown, carets = fails(text).render().splitlines()[1:3]
+    # a terminal moves both lines to the same tab stops only if the caret line has the tabs too:
+    # '224x224x3|' is 10 spaces, the tab stays a tab, 'ReLU|' is 5 spaces, a tab, then 3 carets for 'foo'
+    assert shown == "  " + text
+    assert carets == "  " + " " * 10 + "\t" + " " * 5 + "\t" + "^^^"
+
+
+def test_caret_after_wide_characters_counts_two_columns_each():
+    # a full-width character takes two terminal columns: the caret moves one extra space for it
+    error = SpecError("unknown name", "ab\uff10|foo", 4, length=3)
+    shown, carets = error.render().splitlines()[1:3]
+    assert shown == "  ab\uff10|foo"
+    assert carets == "  " + " " * (2 + 2 + 1) + "^^^"  # 'ab' 2, the wide char 2, '|' 1
+
+
+def test_a_very_long_line_is_cut_to_a_window_around_the_caret():
+    text = "8x8x3|" + "|".join(["ReLU"] * 3000) + "|rleu|" + "|".join(["ReLU"] * 3000)
+    error = fails(text)
+    shown, carets = error.render().splitlines()[1:3]
+    # 30,000 characters would wrap over hundreds of screen lines: at most 100 columns and the two
+    # '...' marks are shown, with the caret still under 'rleu'
+    assert len(shown) <= 2 + 3 + 100 + 3
+    assert shown.startswith("  ...") and shown.endswith("...")
+    assert shown[carets.index("^"):carets.index("^") + 4] == "rleu"
+    assert carets.strip() == "^^^^"
+
+
+def test_a_short_line_is_shown_whole():
+    text = "8x8x3|rleu|" + "|".join(["ReLU"] * 10)
+    assert fails(text).render().splitlines()[1] == "  " + text
