@@ -29,6 +29,7 @@ from __future__ import annotations
 import difflib
 import re
 import sys
+import unicodedata
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -62,6 +63,16 @@ _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _INT = re.compile(r"\s*[0-9]+\s*\Z")
 _PUNCT = "|[];*"
 _CLOSERS = "|])"
+#: characters pasted from documents that look like the ASCII the language uses (full-width forms such as
+#: '３' or '（' are handled by NFKC); '×' between a name or ']' and a count is taken for '*' instead
+_LOOKALIKES = {
+    **dict.fromkeys("×✕✖⨯хХ", "x"),
+    **dict.fromkeys("‐‑‒–—―−", "-"),
+    **dict.fromkeys("│┃ǀ∣", "|"),
+    **dict.fromkeys("∗⁎", "*"),
+    **dict.fromkeys("【〔", "["),
+    **dict.fromkeys("】〕", "]"),
+}
 
 
 # ---- tokens ----------------------------------------------------------------------------------------
@@ -90,6 +101,7 @@ def _fail(src: _Source, message: str, pos: int, length: int = 1, hint: str | Non
 
 def _tokenize(src: _Source) -> list[_Token]:
     """Split the text into tokens, each with its offset."""
+    _check_ascii(src)
     text, tokens, i = src.text, [], 0
     while True:
         while i < len(text) and text[i].isspace():
@@ -117,6 +129,46 @@ def _tokenize(src: _Source) -> list[_Token]:
         else:
             raise _fail(src, f"unexpected character {ch!r}", i,
                         hint="items are separated by '|', e.g. 224x224x3 | 3x3x3x16(p=1) | ReLU")
+
+
+def _check_ascii(src: _Source) -> None:
+    """Spec text is ASCII apart from whitespace: name the first other character and what to type instead.
+
+    Specs are often pasted from documents that turned 'x' into '×', '-' into '–' or digits into full-width
+    ones; Python's int() and float() would even read '３' as 3. Checked before any token, so a lookalike
+    inside options or sizes gets this message too, not a puzzling one about what surrounds it.
+    """
+    text = src.text
+    for i, ch in enumerate(text):
+        if ch.isascii() or ch.isspace():
+            continue
+        code = f"U+{ord(ch):04X}"
+        name = unicodedata.name(ch, "")
+        described = f"{ch!r} ({code} {name})" if name else f"{ch!r} ({code})"
+        ascii_char = _ascii_lookalike(text, i)
+        if ascii_char is not None:
+            fixed = "".join(_ascii_lookalike(text, j) or c for j, c in enumerate(text))
+            example = f": {' '.join(fixed.split())}" if len(fixed) <= 80 else ""
+            hint = f"type the ASCII {ascii_char!r} instead{example}"
+        elif unicodedata.category(ch) in ("Cf", "Mn", "Me"):
+            hint = "it is invisible, probably pasted with the spec: delete it"
+        else:
+            hint = "spec text is ASCII: delete it or type what it stands for"
+        raise _fail(src, f"unexpected character {described}", i, hint=hint)
+
+
+def _ascii_lookalike(text: str, i: int) -> str | None:
+    """The ASCII character text[i] passes for, or None (also for an ASCII one)."""
+    ch = text[i]
+    if ch.isascii():
+        return None
+    if ch in "×✕✖⨯":  # a multiplication sign: 'x' in sizes, '*' for a repeat count after an item
+        before = text[:i].rstrip()
+        return "*" if before and (before[-1].isalpha() or before[-1] in "])") else "x"
+    if ch in _LOOKALIKES:
+        return _LOOKALIKES[ch]
+    folded = unicodedata.normalize("NFKC", ch)
+    return folded if len(folded) == 1 and folded.isascii() and not folded.isspace() else None
 
 
 def _lex_sizes(src: _Source, start: int) -> _Token:

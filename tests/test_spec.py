@@ -557,3 +557,37 @@ def test_a_very_long_line_is_cut_to_a_window_around_the_caret():
 def test_a_short_line_is_shown_whole():
     text = "8x8x3|rleu|" + "|".join(["ReLU"] * 10)
     assert fails(text).render().splitlines()[1] == "  " + text
+
+
+# ---- characters pasted from documents ---------------------------------------------------------------
+@pytest.mark.parametrize(("text", "char", "fixed"), [
+    # the multiplication sign in sizes is an 'x' ...
+    ("224\u00d7224\u00d73|ReLU", "\u00d7", "224x224x3|ReLU"),
+    # ... and after an item, a repeat '*'
+    ("224x224x3|ReLU\u00d73", "\u00d7", "224x224x3|ReLU*3"),
+    # a minus sign where Clip takes -1
+    ("224x224x3|Clip(min=\u22121)", "\u2212", "224x224x3|Clip(min=-1)"),
+    # full-width digits: Python's float() reads '\uff10.\uff15' as 0.5, so DO(\uff10.\uff15) used to be accepted
+    ("224x224x3|DO(\uff10.\uff15)", "\uff10", "224x224x3|DO(0.5)"),
+    # in sizes they used to give "a size is missing after '3x3x3x'" with the caret under the 'x'
+    ("224x224x3|3x3x3x\uff18", "\uff18", "224x224x3|3x3x3x8"),
+    ("224x224x3\uff5cReLU", "\uff5c", "224x224x3|ReLU"),
+    ("224x224x3|MP\uff083\uff09", "\uff08", "224x224x3|MP(3)"),
+])
+def test_a_unicode_lookalike_is_named_and_the_ascii_fix_given(text, char, fixed):
+    error = fails(text)
+    assert error.message.startswith(f"unexpected character {char!r} (U+{ord(char):04X} ")
+    assert error.pos == text.index(char)
+    assert error.hint == f"type the ASCII {fixed[text.index(char)]!r} instead: {fixed}"
+    assert out(fixed)  # the suggested text parses
+
+
+def test_an_invisible_character_says_so():
+    error = fails("224x224x3|Re\u200bLU")
+    assert "U+200B ZERO WIDTH SPACE" in error.message
+    assert error.pos == len("224x224x3|Re") and "invisible" in error.hint
+
+
+def test_unicode_whitespace_is_whitespace():
+    # a no-break space or an ideographic space between tokens is ignored like any whitespace
+    assert out("224x224x3\u00a0|\u3000ReLU") == "224x224x3"
