@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .analysis import LayerReport, NetworkReport, ReceptiveField
+from .spec import standalone_text
 
 SCHEMA = "cnncalc.analysis/1"
 FORMATS = ("table", "json", "csv", "markdown")
@@ -165,6 +166,7 @@ def network_json(report: NetworkReport) -> dict[str, Any]:
         "name": report.name,
         "description": report.description,
         "spec": report.text,
+        "chain": standalone_text(report.graph) if report.graph is not None else report.text,
         "batch": report.batch,
         "dtype": report.dtype,
         "input": report.input,

@@ -866,6 +866,31 @@ def parse(
                  dtype=dtype, batch=batch, shapes=dict(builder.shapes))
 
 
+def standalone_text(graph: Graph) -> str:
+    """Spec text that alone parses to this network, for output a user may feed back to cnncalc.
+
+    A YAML network's own text lacks the file's `input:`, `blocks:` and `defaults:`, so it may not parse
+    alone, or parse to another network (convs with biases). In order: the text as written when it gives
+    the same layers; the input shape put before it when that is all it lacks (checkpoints and the
+    user's wording kept); else the chain rebuilt from the graph; "" when no chain can write the graph.
+    """
+    if graph.text:
+        for text in (graph.text, f"{show_shape(graph.input_shape)} | {graph.text}"):
+            try:
+                again = parse(text)
+            except CnnCalcError:
+                continue
+            if (again.input_shape == graph.input_shape
+                    and [(n.op, n.inputs) for n in again.nodes] == [(n.op, n.inputs) for n in graph.nodes]):
+                return text
+    from .onnx_io.spec_text import to_spec  # only here: importing onnx_io costs ~0.5 s
+
+    try:
+        return to_spec(graph)
+    except CnnCalcError:
+        return ""
+
+
 @contextmanager
 def _recursion_room(frames: int) -> Iterator[None]:
     """Raise Python's recursion limit by `frames` for a while: the documented limits nest deeper than its 1,000."""

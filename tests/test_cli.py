@@ -292,3 +292,28 @@ def test_comparison_and_diff_mark_lower_bounds():
 def test_a_wrong_choice_hints_the_one_meant(args, meant):
     result = CliRunner().invoke(app, ["analyze", "8x8x3|ReLU", *args])
     assert result.exit_code == 1 and f"did you mean {meant}?" in result.output
+
+
+def test_json_chain_of_a_yaml_variant_is_its_text_after_the_files_input():
+    result = run("analyze", str(ROOT / "specs" / "titan_x_vs_jetson_nano.yaml"), "--format", "json")
+    assert result.exit_code == 0, result.output
+    networks = json.loads(result.stdout)["networks"]
+    # the file says input: 224x224x32 and strided: "3x3x32x64(p=1,s=2) | 112x112x64"; "spec" keeps the text as
+    # written (the positions index it), "chain" is that text with the input before it, which parses alone
+    assert networks[1]["spec"] == "3x3x32x64(p=1,s=2) | 112x112x64"
+    assert networks[1]["chain"] == "224x224x32 | 3x3x32x64(p=1,s=2) | 112x112x64"
+
+
+def test_json_chain_parses_back_to_the_same_network_for_every_bundled_spec():
+    # a YAML network's own text lacks the file's input, blocks and defaults ({bias: false}): fed back alone it
+    # would not parse, or would give convs with biases; the "chain" field must give the same figures
+    for path in sorted((ROOT / "specs").glob("*.yaml")):
+        first = run("analyze", str(path), "--format", "json")
+        assert first.exit_code == 0, first.output
+        for network in json.loads(first.stdout)["networks"]:
+            again = run("analyze", network["chain"], "--format", "json")
+            assert again.exit_code == 0, (path.name, network["chain"], again.output)
+            back = json.loads(again.stdout)["networks"][0]
+            assert (back["input"], back["output"]) == (network["input"], network["output"]), path.name
+            for key in ("params", "state_params", "macs", "flops"):
+                assert back["totals"][key] == network["totals"][key], (path.name, key)

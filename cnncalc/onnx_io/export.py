@@ -135,18 +135,11 @@ def contiguous(array: np.ndarray, np_dtype: Any) -> np.ndarray:
 
 
 def stored_spec(graph: Graph) -> str:
-    """The spec text a file keeps: as the user wrote it when that text alone gives this network, else the
-    equivalent chain (a YAML network's text lacks the file's input, defaults and blocks)."""
-    if graph.text:
-        from ..spec import parse
+    """The spec text a file keeps: one that parses alone to this network (spec.standalone_text), else the
+    text as written."""
+    from ..spec import standalone_text
 
-        try:
-            again = parse(graph.text)
-        except CnnCalcError:
-            again = None
-        if again is not None and [node.op for node in again.nodes] == [node.op for node in graph.nodes]:
-            return graph.text
-    return spec_or_empty(graph) or graph.text
+    return standalone_text(graph) or graph.text
 
 
 def spec_or_empty(graph: Graph) -> str:
