@@ -295,8 +295,10 @@ class _Repeat(_Item):
 class _Parser:
     """Recursive descent over the tokens of one text."""
 
-    def __init__(self, src: _Source) -> None:
+    def __init__(self, src: _Source, empty: tuple[str, str] | None = None) -> None:
         self.src = src
+        self.empty = empty or ("the spec is empty",
+                               "write the input shape, then layers: 224x224x3 | 3x3x3x16(p=1) | ReLU")
         self.tokens = _tokenize(src)
         self.at = 0
         self.depth = 0
@@ -314,8 +316,8 @@ class _Parser:
 
     def parse(self) -> _Chain:
         if self.peek().kind == "end":
-            raise _fail(self.src, "the spec is empty", 0,
-                        hint="write the input shape, then layers: 224x224x3 | 3x3x3x16(p=1) | ReLU")
+            # no text and caret: under blank text a caret shows nothing
+            raise SpecError(self.empty[0], hint=self.empty[1], source=self.src.label)
         chain = self.chain(opener=None)
         token = self.peek()
         if token.kind == "]":
@@ -842,7 +844,9 @@ def parse(
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise CnnCalcError(f"batch must be a whole number of at least 1, got {batch!r}")
     src = _Source(text, source)
-    chain = _Parser(src).parse()
+    # with the input given elsewhere (a YAML file's input:), the text holds only layers: say that
+    empty = None if input_shape is None else ("the network is empty", "write its layers, e.g. 3x3x3x16(p=1) | ReLU")
+    chain = _Parser(src, empty).parse()
     parsed_blocks = _parse_blocks(blocks or {}, source)
     items = chain.items
     if input_shape is None:
@@ -957,7 +961,8 @@ def _parse_blocks(blocks: Mapping[str, str], source: str | None) -> dict[str, _B
             raise SpecError(f"two blocks are named {name!r} (names ignore case)", source=where)
         if not isinstance(text, str):
             raise SpecError(f"block {name} must be chain text, not {type(text).__name__}", source=where)
-        parsed[key] = _Block(name, _Parser(_Source(text, where)).parse())
+        empty = (f"block {name} is empty", "write its layers, e.g. 3x3x64x64(p=1) | ReLU; a block has no input shape")
+        parsed[key] = _Block(name, _Parser(_Source(text, where), empty).parse())
     return parsed
 
 

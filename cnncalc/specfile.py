@@ -217,7 +217,7 @@ def _kind(value: Any) -> str:
     if isinstance(value, dict):
         return "mapping"
     if value is None:
-        return "empty value"
+        return "null (empty) value"  # read after "not a"
     return type(value).__name__
 
 

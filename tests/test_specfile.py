@@ -369,3 +369,28 @@ def test_cli_path_typo_is_one_clean_line(monkeypatch):
     onnx = CliRunner().invoke(app, ["analyze", "specs/lenet5.onnx"])
     assert onnx.exit_code == 1 and "specs/lenet5.onnx does not exist" in onnx.output
     assert "did you mean specs/lenet5.yaml?" in onnx.output
+
+
+# ---- empty texts: the hint fits where the text is ---------------------------------------------------
+def test_an_empty_block_is_not_told_to_write_an_input_shape(tmp_path):
+    path = write(tmp_path, 'input: 8x8x3\nblocks:\n  stem: ""\nnetwork: "stem"\n')
+    with pytest.raises(SpecError) as info:
+        load(path)
+    # a block has no input shape: the hint used to say "write the input shape, then layers"
+    assert info.value.message == "block stem is empty"
+    assert "input shape, then" not in info.value.render()
+
+
+def test_an_empty_network_under_input_is_told_to_write_layers(tmp_path):
+    path = write(tmp_path, 'input: 8x8x3\nnetwork: "  "\n')
+    with pytest.raises(SpecError) as info:
+        load(path)
+    # the file gives the input, so only layers are missing; blank text gets no caret line (it would show nothing)
+    assert info.value.message == "the network is empty"
+    assert info.value.render().splitlines() == [f"{path}: network: the network is empty",
+                                                "  hint: write its layers, e.g. 3x3x3x16(p=1) | ReLU"]
+
+
+def test_a_null_value_reads_as_english(tmp_path):
+    error = file_error(tmp_path, "input: 8x8x3\nblocks:\n  stem:\nnetwork: stem\n")
+    assert "not a null (empty) value" in error.message  # was "not a empty value"
