@@ -48,6 +48,7 @@ MAX_REPEAT = 10_000  # largest `*N`
 MAX_DEPTH = 50  # brackets nested in one text (`[`, `res[`, `cat[`)
 MAX_BLOCK_DEPTH = 16  # blocks used inside blocks
 MAX_TEXT = 1_000_000  # characters of spec text
+MAX_CONV_LOOKING_KERNEL = 11  # a failing checkpoint KxKxC (K up to this, C the incoming channels) may be a conv
 #: Python frames the builder may need: up to 5 per bracket (a repeated res: item, repeat, item, branches, chain)
 #: in each of the texts along a chain of blocks (the spec's and MAX_BLOCK_DEPTH blocks'), and 5 per block use
 BUILD_FRAMES = (MAX_BLOCK_DEPTH + 1) * (5 * MAX_DEPTH + 5) + 200
@@ -759,6 +760,9 @@ class _Builder:
             hint = self.suggest(changer, x, want)
         if hint is None:
             hint = f"if {actual} is what you meant, write {actual} here"
+            if want[2] == got[2] and max(want[:2]) <= MAX_CONV_LOOKING_KERNEL:
+                # 3x3x64 after a 64-channel tensor reads as a conv whose Cout was left out, not a checkpoint
+                hint = (f"a convolution has four sizes KhxKwxCinxCout, e.g. {wanted}x{2 * want[2]}; {hint}")
         raise SpecError(message + ctx.suffix, item.src.text, item.pos, hint=hint,
                         length=item.end - item.pos, source=item.src.label)
 

@@ -591,3 +591,13 @@ def test_an_invisible_character_says_so():
 def test_unicode_whitespace_is_whitespace():
     # a no-break space or an ideographic space between tokens is ignored like any whitespace
     assert out("224x224x3\u00a0|\u3000ReLU") == "224x224x3"
+
+
+def test_a_failing_checkpoint_that_reads_as_a_conv_without_cout_says_so():
+    # '3x3x3' after a 3-channel input is a 3x3 conv on 3 channels whose Cout was left out; parsed as a
+    # checkpoint it fails, and the hint used to offer only "write 224x224x3 here"
+    error = fails("224x224x3|3x3x3")
+    assert error.hint.startswith("a convolution has four sizes KhxKwxCinxCout, e.g. 3x3x3x6; ")
+    assert error.hint.endswith("if 224x224x3 is what you meant, write 224x224x3 here")
+    # a checkpoint that only misses the spatial size of a big tensor is not taken for a conv
+    assert not fails("224x224x3|3x3x3x16|112x112x16").hint.startswith("a convolution")
