@@ -601,3 +601,14 @@ def test_a_failing_checkpoint_that_reads_as_a_conv_without_cout_says_so():
     assert error.hint.endswith("if 224x224x3 is what you meant, write 224x224x3 here")
     # a checkpoint that only misses the spatial size of a big tensor is not taken for a conv
     assert not fails("224x224x3|3x3x3x16|112x112x16").hint.startswith("a convolution")
+
+
+@pytest.mark.parametrize(("text", "value"), [("8x8x3|LReLU(inf)", "inf"), ("8x8x3|BN(eps=inf)", "inf"),
+                                             ("8x8x3|LReLU(a=1e999)", "1e999")])
+def test_an_infinite_slope_or_epsilon_is_refused(text, value):
+    # x * inf is -inf for every negative input, and a BN dividing by sqrt(var + inf) outputs its bias alone:
+    # both were accepted; Clip's bounds (below) are where inf means something: no bound on that side
+    error = fails(text)
+    assert "must be a finite number" in error.message
+    assert (error.pos, error.length) == (text.rindex(value), len(value))
+    assert out("8x8x3|Clip(min=-inf,max=inf)") == "8x8x3"

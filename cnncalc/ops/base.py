@@ -148,8 +148,9 @@ class SpecArgs:
         return number
 
     def real(self, *keys: str, default: float, positional: int | None = None,
-              low: float = float("-inf"), high: float = float("inf")) -> float:
-        """A real-valued option, checked to lie in [low, high]."""
+              low: float = float("-inf"), high: float = float("inf"), finite: bool = False) -> float:
+        """A real-valued option, checked to lie in [low, high]; `finite` refuses inf where only Clip's
+        unbounded sides make sense of it (an infinite slope or epsilon gives inf or 0 everywhere)."""
         found = self.raw(*keys, positional=positional)
         if found is None:
             return float(self.defaults.get(keys[0], default))
@@ -160,6 +161,9 @@ class SpecArgs:
             raise self.error(index, f"option {keys[0]}={value!r} is not a number") from None
         if not (low <= number <= high) or number != number:
             raise self.error(index, f"option {keys[0]}={value} must lie in [{low}, {high}]")
+        if finite and number in (float("inf"), float("-inf")):
+            raise self.error(index, f"option {keys[0]}={value} must be a finite number",
+                             hint=f"write {keys[0]}={number_text(default)} (the default) or another finite value")
         return number
 
     def switch(self, *keys: str, default: bool, meaning: str) -> bool:

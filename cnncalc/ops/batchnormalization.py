@@ -30,7 +30,7 @@ class BatchNormalization(_Pointwise):
 
     @classmethod
     def from_spec(cls, args: SpecArgs, in_shapes: list[Shape]) -> Op:
-        epsilon = args.real("eps", "epsilon", default=1e-5, low=0.0)
+        epsilon = args.real("eps", "epsilon", default=1e-5, low=0.0, finite=True)
         momentum = args.real("m", "momentum", default=0.9, low=0.0, high=1.0)
         args.finish("BN", "eps (default 1e-5), m (momentum, ONNX meaning, default 0.9)")
         return cls(epsilon, momentum)

@@ -25,7 +25,7 @@ class LeakyRelu(_Pointwise):
 
     @classmethod
     def from_spec(cls, args: SpecArgs, in_shapes: list[Shape]) -> Op:
-        alpha = args.real("a", "alpha", default=0.01, positional=0, low=0.0)
+        alpha = args.real("a", "alpha", default=0.01, positional=0, low=0.0, finite=True)
         args.finish("LReLU", "a (the negative slope, default 0.01)")
         return cls(alpha)
 
