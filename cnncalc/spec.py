@@ -39,6 +39,7 @@ from .errors import CnnCalcError, ShapeError, SpecError
 from .ir import DTYPE_BYTES, Graph, Node, show_shape, to_hwc
 from .ops import OPS, SPEC_NAMES, Op, Shape, SpecArgs
 from .ops.base import JOINS, numel
+from .spec_text import to_spec
 
 MAX_DIM = 1_000_000  # largest height, width or channel count, written or computed
 MAX_ELEMENTS = 10**12  # largest tensor (elements per sample), e.g. a flattened image
@@ -891,8 +892,6 @@ def standalone_text(graph: Graph) -> str:
             if (again.input_shape == graph.input_shape
                     and [(n.op, n.inputs) for n in again.nodes] == [(n.op, n.inputs) for n in graph.nodes]):
                 return text
-    from .onnx_io.spec_text import to_spec  # only here: importing onnx_io costs ~0.5 s
-
     try:
         return to_spec(graph)
     except CnnCalcError:

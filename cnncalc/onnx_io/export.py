@@ -14,9 +14,9 @@ from .. import __version__
 from ..errors import CnnCalcError, UnsupportedOpError
 from ..ir import Graph, Node
 from ..ops.base import WeightSpec, numel
+from ..spec_text import to_spec
 from ..weights import Weights, init_weights
 from .constants import BATCH_PARAM, DEFAULT_OPSET, ELEM_TYPES, MAX_DIM, MAX_FILE_BYTES, MAX_OPSET, MIN_OPSET, SPEC_KEY
-from .spec_text import to_spec
 
 
 def check_opset(opset: int) -> int:

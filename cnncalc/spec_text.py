@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..errors import CnnCalcError
-from ..ir import Graph, Node, show_shape
+from .errors import CnnCalcError
+from .ir import Graph, Node, show_shape
 
 
 def to_spec(graph: Graph) -> str:
