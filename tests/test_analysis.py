@@ -170,3 +170,67 @@ def test_bundled_receptive_fields_match_published(spec, size, stride, padding):
     assert field.jump == (stride, stride)
     if padding is not None:
         assert field.padding == (padding, padding)
+
+
+# (spec, per layer: (size, jump, effective padding, start) as (H, W) pairs), all derived by hand with
+# Araujo et al. (Distill 2019): r_out = r_in + (k - 1) j_in; j_out = j_in s; p_out = p_in + p j_in;
+# start_out = start_in + ((k - 1) / 2 - p) j_in, where start is the centre of the first output's field
+# and the first input pixel's centre is 0.5. Kernels and strides differ between H and W, and the jump
+# exceeds 1 before the later layers, so a swapped axis or a dropped j_in changes some figure.
+FIELD_TABLE = [
+    pytest.param("12x12x1|3x1x1x2|MP(k=3x2)|3x3x2x2", [
+        # conv 3x1: r (3, 1); start 0.5 + (1, 0) = (1.5, 0.5)
+        ((3, 1), (1, 1), (0, 0), (1.5, 0.5)),
+        # MP k=3x2 (s defaults to k): r (3 + 2, 1 + 1) = (5, 2); j (3, 2); start (1.5 + 1, 0.5 + 0.5) = (2.5, 1.0)
+        ((5, 2), (3, 2), (0, 0), (2.5, 1.0)),
+        # 3x3 at j (3, 2): r (5 + 2*3, 2 + 2*2) = (11, 6); start (2.5 + 1*3, 1.0 + 1*2) = (5.5, 3.0):
+        # its first output sees input rows 0..10 (centre 5.5) and columns 0..5 (centre 3.0)
+        ((11, 6), (3, 2), (0, 0), (5.5, 3.0)),
+    ], id="non-square, no padding"),
+    pytest.param("16x16x1|3x3x1x4(s=2)|3x3x4x4|MP", [
+        # conv s=2: r 3, j 2, start 0.5 + 1 = 1.5 (the first window covers pixels 0..2)
+        ((3, 3), (2, 2), (0, 0), (1.5, 1.5)),
+        # 3x3 at j 2: r 3 + 2*2 = 7; start 1.5 + 1*2 = 3.5 (centres 1.5, 3.5, 5.5 of the three inputs it reads)
+        ((7, 7), (2, 2), (0, 0), (3.5, 3.5)),
+        # MP 2x2 at j 2: r 7 + 1*2 = 9 (pixels 0..8); j 4; start 3.5 + 0.5*2 = 4.5
+        ((9, 9), (4, 4), (0, 0), (4.5, 4.5)),
+    ], id="strided, no padding"),
+    pytest.param("16x16x1|3x3x1x4(s=2,p=1)|5x5x4x4(p=2)|3x3x4x4(p=0,1,0,1)", [
+        # conv p=1: r 3, j 2, p 1, start 0.5 + (1 - 1) = 0.5 (the first window is centred on pixel 0)
+        ((3, 3), (2, 2), (1, 1), (0.5, 0.5)),
+        # 5x5 p=2 at j 2: r 3 + 4*2 = 11; p 1 + 2*2 = 5; start 0.5 + (2 - 2)*2 = 0.5
+        ((11, 11), (2, 2), (5, 5), (0.5, 0.5)),
+        # 3x3 padded on W only at j 2: r 11 + 2*2 = 15; p (5, 5 + 2) = (5, 7);
+        # start (0.5 + 1*2, 0.5 + 0*2) = (2.5, 0.5)
+        ((15, 15), (2, 2), (5, 7), (2.5, 0.5)),
+    ], id="strided and padded, padding on one axis"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), FIELD_TABLE)
+def test_receptive_field_per_layer_by_hand(text, expected):
+    fields = [layer.receptive_field for layer in analyze(parse(text)).layers]
+    assert [(f.size, f.jump, f.padding, f.start) for f in fields] == expected
+
+
+def test_branches_with_different_strides_merge_to_the_larger_jump():
+    # on 5x5: branch a 3x3 p=0 s=1 -> 3x3 (r 3, j 1); branch b 3x3 p=1 s=2 -> (5 + 2 - 3) // 2 + 1 = 3 (r 3, j 2).
+    # Neighbouring join positions are 2 input pixels apart through b, so the 3x3 on top sees
+    # 3 + 2*2 = 7 pixels, not 3 + 2*1 = 5; effective padding max(0, 1) = 1; start is b's 0.5, then + 1*2 = 2.5
+    report = analyze(parse("5x5x1|cat[3x3x1x2;3x3x1x2(s=2,p=1)]|3x3x4x1"))
+    join, top = report.layers[-2].receptive_field, report.layers[-1].receptive_field
+    assert (join.size, join.jump, join.padding, join.start) == ((3, 3), (2, 2), (1, 1), (0.5, 0.5))
+    assert (top.size, top.jump, top.padding, top.start) == ((7, 7), (2, 2), (1, 1), (2.5, 2.5))
+
+
+def test_peak_drops_an_output_nobody_reads_at_once():
+    # 4x4x2 input, float32, batch 1: input 4*4*2*4 = 128 B; each conv/relu output 4*4*2*4 = 128 B.
+    # dead = ReLU(input), read by no one; then conv on the input; the graph's output is the conv.
+    # dead: input 128 + dead 128 = 256, dead dropped at once -> 128;
+    # conv: 128 + 128 = 256, input freed -> 128. Peak 256. Keeping the dead tensor would make it 384.
+    nodes = (
+        Node("dead", Relu(), ("input",)),
+        Node("conv", Conv((1, 1), 2, 2), ("input",)),
+    )
+    graph = Graph("dead-branch", (2, 4, 4), nodes, "conv")
+    assert peak_activation_bytes(graph) == 256
