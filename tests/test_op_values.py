@@ -10,7 +10,8 @@ import pytest
 from cnncalc.ops import OPS, SPEC_NAMES, SpecArgs, Window
 from cnncalc.ops.base import numel
 
-Gemm, MaxPool, AveragePool, LpPool = OPS["Gemm"], OPS["MaxPool"], OPS["AveragePool"], OPS["LpPool"]
+Conv, Gemm, MaxPool, AveragePool, LpPool = (OPS["Conv"], OPS["Gemm"], OPS["MaxPool"], OPS["AveragePool"],
+                                          OPS["LpPool"])
 BN = OPS["BatchNormalization"]
 
 
@@ -29,6 +30,26 @@ def count(op, in_shapes):
 
 # (op, input shapes (C, H, W) or (F,), output, trainable params, state params, MACs, FLOPs)
 TABLE = [
+    # torchvision ResNet stem conv1 7x7x3x64(s=2,p=3,b=0) on 224x224x3: (224 + 6 - 7) // 2 + 1 = 112;
+    # weight 64*3*7*7 = 9,408 (resnet18's conv1.weight); MACs 112*112*64 * 147 = 118,013,952; FLOPs 2 * MACs
+    pytest.param(Conv((7, 7), 3, 64, (2, 2), (3, 3, 3, 3), bias=False), [(3, 224, 224)], (64, 112, 112),
+                 9_408, 0, 118_013_952, 236_027_904, id="ResNet stem conv"),
+    # grouped 3x3x64x128(p=1,g=2) on 56x56x64: W 128 * (64/2) * 9 = 36,864 + B 128 = 36,992;
+    # MACs 56*56*128 * 32*9 = 3,136 * 128 * 288 = 115,605,504; FLOPs 2 * MACs + 56*56*128 bias adds = 401,408
+    pytest.param(Conv((3, 3), 64, 128, pads=(1, 1, 1, 1), group=2), [(64, 56, 56)], (128, 56, 56),
+                 36_992, 0, 115_605_504, 231_211_008 + 401_408, id="grouped conv g=2"),
+    # dilated 3x3x8x8(d=2) on 16x16x8: k_eff = 2*(3-1) + 1 = 5 -> 16 - 5 + 1 = 12; params 8*8*9 + 8 = 584;
+    # MACs 12*12*8 * 72 = 82,944 (dilation spreads taps, it does not add any); FLOPs 165,888 + 1,152
+    pytest.param(Conv((3, 3), 8, 8, dilations=(2, 2)), [(8, 16, 16)], (8, 12, 12), 584, 0, 82_944, 167_040,
+                 id="dilated conv d=2"),
+    # depthwise with multiplier 2, 3x3x32x64(g=32,s=2,p=1,b=0) on 112x112x32: (112 + 2 - 3) // 2 + 1 = 56;
+    # W 64 * 1 * 9 = 576; MACs 56*56*64 * 9 = 1,806,336; FLOPs 2 * MACs
+    pytest.param(Conv((3, 3), 32, 64, (2, 2), (1, 1, 1, 1), group=32, bias=False), [(32, 112, 112)],
+                 (64, 56, 56), 576, 0, 1_806_336, 3_612_672, id="depthwise x2 stride 2"),
+    # non-square 1x7 conv (Inception-v3 style) 1x7x16x16(p=0,3,0,3) on 17x17x16 keeps 17x17;
+    # params 16*16*7 + 16 = 1,808; MACs 17*17*16 * 112 = 517,888; FLOPs 1,035,776 + 4,624
+    pytest.param(Conv((1, 7), 16, 16, pads=(0, 3, 0, 3)), [(16, 17, 17)], (16, 17, 17), 1_808, 0, 517_888,
+                 1_040_400, id="1x7 conv"),
     # FC(10) on 1x1x512: W 10*512 = 5120 + B 10 = 5130 params; MACs 512*10 = 5120; FLOPs 2*5120 + 10 = 10250
     pytest.param(Gemm(512, 10), [(512,)], (10,), 5130, 0, 5120, 10250, id="FC(10) on 512"),
     # FC(10,b=0): no bias, FLOPs 2*5120 = 10240
