@@ -113,6 +113,30 @@ def test_sgd_momentum_nesterov_adam_by_hand():
     assert step("adam") == pytest.approx(0.9, abs=1e-7)
 
 
+def steps(optimizer: str, grads: list[float]) -> float:
+    """w = 1 after one step per gradient at lr 0.1."""
+    w = np.array([1.0])
+    opt = tr.make_optimizer(optimizer, [w])
+    for g in grads:
+        opt.step([np.array([g])], 0.1)
+    return float(w[0])
+
+
+def test_optimizers_over_two_steps_with_a_changing_gradient():
+    # With one step, or a constant gradient, a wrong beta or a missing bias correction can go unseen
+    # (Adam's first step is lr * g / |g| for any beta). Gradients 0.5 then -0.25, lr 0.1, w0 = 1:
+    # momentum (PyTorch's SGD: v = mu v + g; w -= lr v): v1 = 0.5, w1 = 0.95; v2 = 0.45 - 0.25 = 0.2, w2 = 0.93
+    assert steps("sgd-momentum", [0.5, -0.25]) == pytest.approx(0.93)
+    # Nesterov (PyTorch: w -= lr (g + mu v)): w1 = 1 - 0.1 * (0.5 + 0.45) = 0.905;
+    # v2 = 0.2, w2 = 0.905 - 0.1 * (-0.25 + 0.9 * 0.2) = 0.905 + 0.007 = 0.912
+    assert steps("nesterov", [0.5, -0.25]) == pytest.approx(0.912)
+    # Adam (Kingma & Ba 2015, Algorithm 1; beta1 0.9, beta2 0.999): step 1 w1 = 0.9 (see above);
+    # step 2: m = 0.9 * 0.05 + 0.1 * (-0.25) = 0.02, v = 0.999 * 0.00025 + 0.001 * 0.0625 = 0.00031225;
+    # m_hat = 0.02 / (1 - 0.9^2) = 0.02 / 0.19 = 0.1052632, v_hat = 0.00031225 / (1 - 0.999^2) = 0.00031225 / 0.001999
+    # = 0.1562031, sqrt 0.3952254; w2 = 0.9 - 0.1 * 0.1052632 / 0.3952254 = 0.9 - 0.0266337 = 0.8733663
+    assert steps("adam", [0.5, -0.25]) == pytest.approx(0.8733663, abs=1e-7)
+
+
 def test_weight_decay_acts_on_kernels_not_on_biases():
     kernel, bias = np.ones((1, 1)), np.ones(1)
     opt = tr.make_optimizer("sgd", [kernel, bias], weight_decay=0.1)
@@ -317,10 +341,11 @@ def test_ctrl_c_finishes_the_step_then_stops():
         if info.step == 2:
             os.kill(os.getpid(), signal.SIGINT)  # as the terminal sends on Ctrl-C
 
+    before = signal.getsignal(signal.SIGINT)  # Python's default_int_handler, or SIG_IGN under nohup or `cmd &`
     result = tr.train(graph, init_weights(graph, 0), data, tr.TrainConfig(epochs=3, batch=8), on_step=interrupt)
     assert result.interrupted and result.steps == 2 and seen == [1, 2]
     assert len(result.history) == 1  # the interrupted epoch is still evaluated and recorded
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is restored
 
 
 def test_bad_config_is_a_clear_error():
