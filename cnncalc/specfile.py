@@ -43,11 +43,14 @@ class SpecFile:
     path: str | None = None
 
 
-def load(arg: str, *, allow_unsupported: bool = False) -> SpecFile:
-    """A .yaml/.yml file, an .onnx model, or a chain string -> SpecFile.
+def load(arg: str | os.PathLike[str], *, allow_unsupported: bool = False) -> SpecFile:
+    """A .yaml/.yml file, an .onnx model (either as a str or a Path), or a chain string -> SpecFile.
 
     `allow_unsupported` is passed to the ONNX importer (skip ops cnncalc does not know).
     """
+    if not isinstance(arg, (str, os.PathLike)):
+        raise SpecFileError(f"cannot load a {type(arg).__name__}: give a file name (str or Path) or spec text")
+    arg = os.fspath(arg)  # a pathlib.Path from a notebook names a file just as its text does
     lower = arg.lower()
     if lower.endswith((".yaml", ".yml")):
         return _load_yaml(arg)
@@ -85,7 +88,7 @@ def _example_spec(folder: str) -> str:
     return str(found[0]) if found else os.path.join(folder, "net.yaml")
 
 
-def load_many(args: Iterable[str], *, allow_unsupported: bool = False) -> list[SpecFile]:
+def load_many(args: Iterable[str | os.PathLike[str]], *, allow_unsupported: bool = False) -> list[SpecFile]:
     """`load` for each argument, in order."""
     return [load(arg, allow_unsupported=allow_unsupported) for arg in args]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import threading
 import time
@@ -271,10 +272,12 @@ VAL_FRACTION = 0.2  # the share of the samples held out to validate, unless --va
 LAYOUTS = ("auto", "nhwc", "nchw")  # how a .npz's x is laid out (--layout)
 
 
-def load_data(source: str, graph: Graph, seed: int = 0, val_fraction: float | None = None,
+def load_data(source: str | os.PathLike[str], graph: Graph, seed: int = 0, val_fraction: float | None = None,
               samples: int | None = None, layout: str = "auto") -> Dataset:
-    """"synthetic", "digits", or a .npz file, checked against the network's input and class count."""
+    """"synthetic", "digits", or a .npz file (str or Path), checked against the network's input and class count."""
     from .fileio import looks_like_path
+
+    source = os.fspath(source)
 
     if layout not in LAYOUTS:  # also when the data is not a file, where the flag would otherwise go unread
         raise CnnCalcError(f"unknown layout {layout!r}", hint=f"use {', '.join(LAYOUTS)}")
