@@ -116,8 +116,12 @@ class NetworkReport:
 
 
 def analyze(graph: Graph, batch: int | None = None, dtype: str | None = None,
-            profiles: Sequence[Profile] = ()) -> NetworkReport:
-    """Run every pass on `graph`; batch and dtype override the graph's own."""
+            profiles: Sequence[Profile | str] | str = ()) -> NetworkReport:
+    """Run every pass on `graph`; batch and dtype override the graph's own.
+
+    `profiles` are Profile objects or profile names ("jetson-nano", or a list of names, as
+    `cnncalc profiles` lists them); each one's estimate lands in `report.costs[name]`.
+    """
     if batch is not None or dtype is not None:
         graph = replace(graph, batch=batch or graph.batch, dtype=dtype or graph.dtype, shapes={})
     shapes = graph.shapes
@@ -132,9 +136,9 @@ def analyze(graph: Graph, batch: int | None = None, dtype: str | None = None,
 
     report.diagnostics.extend(design_diagnostics(graph, report))
     if profiles:
-        from .hardware import estimate_network
+        from .hardware import estimate_network, resolve_profiles
 
-        for profile in profiles:
+        for profile in resolve_profiles(profiles):
             report.costs[profile.name] = estimate_network(report, profile)
     return report
 

@@ -145,8 +145,11 @@ def load_profiles(extra_files: Sequence[str | Path] = ()) -> dict[str, Profile]:
     return {name: _build(name, _resolve(name, raw, origin), origin[name], defaults) for name in raw}
 
 
-def get_profiles(names: Sequence[str], extra_files: Sequence[str | Path] = ()) -> list[Profile]:
-    """The named profiles in order; an unknown name is an error listing the known ones."""
+def get_profiles(names: Sequence[str] | str, extra_files: Sequence[str | Path] = ()) -> list[Profile]:
+    """The named profiles in order (one name alone is a list of one); an unknown name is an error
+    listing the known ones."""
+    if isinstance(names, str):  # iterating "jetson-nano" would look up "j", "e", ...
+        names = [names]
     known = load_profiles(extra_files)
     found = []
     for name in names:
@@ -157,6 +160,24 @@ def get_profiles(names: Sequence[str], extra_files: Sequence[str | Path] = ()) -
                                hint=f"{guess}known profiles: {', '.join(known)} (see `cnncalc profiles`)")
         found.append(known[name])
     return found
+
+
+def resolve_profiles(profiles: Sequence[Profile | str] | str) -> list[Profile]:
+    """Profiles given as objects, names, or a mix (as `analyze` takes them), in order, as Profiles."""
+    if isinstance(profiles, (str, Profile)):
+        profiles = [profiles]
+    names = [p for p in profiles if isinstance(p, str)]
+    named = iter(get_profiles(names) if names else [])
+    resolved = []
+    for profile in profiles:
+        if isinstance(profile, str):
+            resolved.append(next(named))
+        elif isinstance(profile, Profile):
+            resolved.append(profile)
+        else:
+            raise CnnCalcError(f"a hardware profile is a name or a Profile, not {type(profile).__name__}",
+                               hint="e.g. profiles=['jetson-nano'] (see `cnncalc profiles`)")
+    return resolved
 
 
 def closest_names(name: str, known: Sequence[str] | Mapping[str, Any]) -> list[str]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import cnncalc
-from cnncalc.errors import SpecFileError
+from cnncalc.errors import CnnCalcError, SpecFileError
 from cnncalc.train import load_data
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
@@ -40,3 +40,32 @@ def test_load_data_takes_a_path_object(tmp_path):
     data = load_data(tmp_path / "d.npz", cnncalc.parse(SMALL), val_fraction=0.2)
     assert data.x_train.shape[1:] == (2, 6, 6)
     assert len(data.x_train) + len(data.x_val) == 5
+
+
+def test_analyze_takes_profile_names_as_well_as_profiles():
+    from cnncalc.hardware import get_profiles
+
+    graph = cnncalc.parse(SMALL)
+    by_object = cnncalc.analyze(graph, profiles=get_profiles(["jetson-nano", "a100"]))
+    by_name = cnncalc.analyze(graph, profiles=["jetson-nano", "a100"])
+    one_name = cnncalc.analyze(graph, profiles="jetson-nano")
+    assert list(by_name.costs) == ["jetson-nano", "a100"]
+    assert by_name.costs == by_object.costs
+    assert one_name.costs == {"jetson-nano": by_object.costs["jetson-nano"]}
+
+
+def test_analyze_with_an_unknown_profile_name_suggests_the_close_one():
+    with pytest.raises(CnnCalcError, match="unknown hardware profile 'jetson'") as caught:
+        cnncalc.analyze(cnncalc.parse(SMALL), profiles=["jetson"])
+    assert "jetson-nano" in str(caught.value)
+
+
+def test_analyze_refuses_a_profile_of_another_type_clearly():
+    with pytest.raises(CnnCalcError, match="a hardware profile is a name or a Profile, not int"):
+        cnncalc.analyze(cnncalc.parse(SMALL), profiles=[3])  # type: ignore[list-item]
+
+
+def test_get_profiles_takes_one_name_alone():
+    from cnncalc.hardware import get_profiles
+
+    assert [p.name for p in get_profiles("jetson-nano")] == ["jetson-nano"]
