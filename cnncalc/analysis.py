@@ -123,7 +123,9 @@ def analyze(graph: Graph, batch: int | None = None, dtype: str | None = None,
     `cnncalc profiles` lists them); each one's estimate lands in `report.costs[name]`.
     """
     if batch is not None or dtype is not None:
-        graph = replace(graph, batch=batch or graph.batch, dtype=dtype or graph.dtype, shapes={})
+        # `is None`, not `or`: batch=0 is a mistake to report, not a request for the graph's own batch
+        graph = replace(graph, batch=graph.batch if batch is None else batch,
+                        dtype=graph.dtype if dtype is None else dtype, shapes={})
     shapes = graph.shapes
     layers = _layers(graph, shapes, receptive_fields(graph, shapes))
     totals = _totals(graph, layers)

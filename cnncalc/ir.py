@@ -6,7 +6,9 @@ Shapes inside are NCHW per sample, (C, H, W) or (F,); users see HxWxC.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
+from typing import SupportsIndex
 
 from .errors import CnnCalcError
 from .ops.base import Op, Shape, numel
@@ -50,6 +52,7 @@ class Graph:
     def __post_init__(self) -> None:
         if self.dtype not in DTYPE_BYTES:
             raise CnnCalcError(f"unknown dtype {self.dtype!r}", hint=f"use one of {', '.join(DTYPE_BYTES)}")
+        object.__setattr__(self, "batch", whole_batch(self.batch))
         if not 1 <= self.batch <= MAX_BATCH:
             raise CnnCalcError(f"batch must be 1 to {MAX_BATCH:,}, got {self.batch:,}",
                                hint="for the largest batch that fits, see the 'max batch' of a hardware profile (-p)")
@@ -86,6 +89,14 @@ class Graph:
                 last[name] = index
         last[self.output] = len(self.nodes)
         return last
+
+
+def whole_batch(batch: object) -> int:
+    """`batch` as a Python int: a NumPy integer from a sweep counts, 2.5, "4" or True do not (they would
+    slip through as a fractional batch or fail deep inside with a TypeError)."""
+    if isinstance(batch, bool) or not isinstance(batch, SupportsIndex):
+        raise CnnCalcError(f"batch must be a whole number, got {batch!r}", hint="e.g. batch=8")
+    return operator.index(batch)
 
 
 def infer_shapes(graph: Graph) -> dict[str, Shape]:

@@ -27,6 +27,7 @@ caret under the offending token. The user reference is docs/spec-language.md.
 from __future__ import annotations
 
 import difflib
+import operator
 import re
 import sys
 import unicodedata
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import CnnCalcError, ShapeError, SpecError
-from .ir import DTYPE_BYTES, Graph, Node, show_shape, to_hwc
+from .ir import DTYPE_BYTES, Graph, Node, show_shape, to_hwc, whole_batch
 from .ops import OPS, SPEC_NAMES, Op, Shape, SpecArgs
 from .ops.base import JOINS, numel
 from .spec_text import to_spec
@@ -846,7 +847,8 @@ def parse(
                         source=source)
     if dtype not in DTYPE_BYTES:
         raise CnnCalcError(f"unknown dtype {dtype!r}", hint=f"use one of {', '.join(DTYPE_BYTES)}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+    batch = whole_batch(batch)  # NumPy integers from a sweep are whole numbers too
+    if batch < 1:
         raise CnnCalcError(f"batch must be a whole number of at least 1, got {batch!r}")
     src = _Source(text, source)
     # with the input given elsewhere (a YAML file's input:), the text holds only layers: say that
@@ -928,8 +930,9 @@ def _as_shape(shape: Shape | str, source: str | None) -> Shape:
     if isinstance(shape, str):
         return parse_shape(shape, source)
     if (not isinstance(shape, (tuple, list)) or len(shape) != 3
-            or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)):
+            or not all(hasattr(type(d), "__index__") and not isinstance(d, bool) for d in shape)):
         raise SpecError(f"an input shape is (C, H, W) or 'HxWxC', not {shape!r}", source=source)
+    shape = tuple(operator.index(d) for d in shape)  # NumPy integers (e.g. from x.shape) become ints
     if not all(1 <= d <= MAX_DIM for d in shape):
         raise SpecError(f"input shape {shape!r} has a size outside 1..{MAX_DIM:,}", source=source)
     if numel(shape) > MAX_ELEMENTS:

@@ -69,3 +69,43 @@ def test_get_profiles_takes_one_name_alone():
     from cnncalc.hardware import get_profiles
 
     assert [p.name for p in get_profiles("jetson-nano")] == ["jetson-nano"]
+
+
+# by hand: conv 3x3x2x4 on 6x6 with p=1 gives 6*6*4 = 144 outputs of 3*3*2 = 18 MACs each, 2592; BN, ReLU and
+# MP count none; FC(3) after MP reads 3x3x4 = 36 values per output, 108. So 2700 MACs per sample.
+SMALL_MACS_PER_SAMPLE = 2592 + 108
+
+
+@pytest.mark.parametrize("batch", [np.int64(8), np.int32(8), 8])
+def test_a_numpy_integer_batch_is_a_plain_int_in_parse_and_analyze(batch):
+    report = cnncalc.analyze(cnncalc.parse(SMALL), batch=batch)
+    assert type(report.batch) is int and report.batch == 8
+    assert report.totals.macs == 8 * SMALL_MACS_PER_SAMPLE
+    graph = cnncalc.parse(SMALL, batch=batch)
+    assert type(graph.batch) is int and graph.batch == 8
+
+
+@pytest.mark.parametrize("batch", [2.5, "4", True, None])
+def test_a_batch_that_is_not_a_whole_number_is_refused(batch):
+    with pytest.raises(CnnCalcError, match="batch must be a whole number"):
+        cnncalc.analyze(cnncalc.parse(SMALL), batch=batch if batch is not None else [4])  # type: ignore[arg-type]
+    with pytest.raises(CnnCalcError, match="batch must be a whole number"):
+        cnncalc.parse(SMALL, batch=batch)  # type: ignore[arg-type]
+
+
+def test_analyze_at_batch_zero_is_an_error_not_the_graphs_own_batch():
+    graph = cnncalc.parse(SMALL, batch=4)
+    with pytest.raises(CnnCalcError, match="batch must be 1 to"):
+        cnncalc.analyze(graph, batch=0)
+    with pytest.raises(CnnCalcError, match="unknown dtype ''"):
+        cnncalc.analyze(graph, dtype="")
+
+
+def test_parse_takes_an_input_shape_of_numpy_integers():
+    x = np.zeros((2, 3, 10, 12), dtype=np.float32)
+    graph = cnncalc.parse("3x3x3x8|ReLU", input_shape=x.shape[1:])
+    assert graph.input_shape == (3, 10, 12) and all(type(d) is int for d in graph.input_shape)
+    # a valid 3x3 conv on 10x12 gives 8x10 (H x W), 8 channels, by hand
+    assert graph.shapes[graph.output] == (8, 8, 10)
+    shaped = cnncalc.parse("3x3x3x8|ReLU", input_shape=tuple(np.array([3, 10, 12])))
+    assert shaped.input_shape == (3, 10, 12)
