@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 import os
 import signal
 import threading
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, SupportsIndex
 
 import numpy as np
 
@@ -508,6 +509,12 @@ class TrainConfig:
 
     def check(self) -> TrainConfig:
         """Refuse values that cannot train, with the fix."""
+        for key in ("epochs", "batch", "step_size", "patience", "seed"):
+            value = getattr(self, key)
+            # 1.5 epochs would fail deep inside with a TypeError from range(); NumPy integers are fine
+            if isinstance(value, bool) or not isinstance(value, SupportsIndex):
+                raise CnnCalcError(f"{key} must be a whole number, got {value!r}")
+            setattr(self, key, operator.index(value))
         if self.epochs < 1 or self.batch < 1:
             raise CnnCalcError(f"epochs and batch must be at least 1 (got {self.epochs} and {self.batch})")
         if self.optimizer not in OPTIMIZERS:

@@ -109,3 +109,18 @@ def test_parse_takes_an_input_shape_of_numpy_integers():
     assert graph.shapes[graph.output] == (8, 8, 10)
     shaped = cnncalc.parse("3x3x3x8|ReLU", input_shape=tuple(np.array([3, 10, 12])))
     assert shaped.input_shape == (3, 10, 12)
+
+
+@pytest.mark.parametrize("key, value", [("epochs", 1.5), ("batch", "16"), ("patience", 0.5), ("seed", None)])
+def test_train_config_refuses_numbers_that_are_not_whole(key, value):
+    from cnncalc.train import TrainConfig
+
+    with pytest.raises(CnnCalcError, match=f"{key} must be a whole number"):
+        TrainConfig(**{key: value}).check()
+
+
+def test_train_config_takes_numpy_integers_as_plain_ints():
+    from cnncalc.train import TrainConfig
+
+    config = TrainConfig(epochs=np.int64(2), batch=np.int32(16)).check()
+    assert (config.epochs, config.batch) == (2, 16) and type(config.epochs) is int
