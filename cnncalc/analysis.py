@@ -114,6 +114,14 @@ class NetworkReport:
     lower_bound: bool = False  # some ops were not counted (ONNX import with --allow-unsupported)
     graph: Graph | None = field(default=None, repr=False, compare=False)
 
+    def __repr__(self) -> str:
+        """One line for a notebook (the dataclass' own repr spells out every layer); figures are `totals`."""
+        shape = "x".join(map(str, self.input)) + " -> " + "x".join(map(str, self.output))
+        costs = f", costs for {', '.join(self.costs)}" if self.costs else ""
+        at_least = "at least " if self.lower_bound else ""
+        return (f"<NetworkReport {self.name!r}: {shape}, {len(self.layers)} layers, batch {self.batch}, "
+                f"{self.dtype}, {at_least}{self.totals.params:,} params, {at_least}{self.totals.macs:,} MACs{costs}>")
+
 
 def analyze(graph: Graph, batch: int | None = None, dtype: str | None = None,
             profiles: Sequence[Profile | str] | str = ()) -> NetworkReport:

@@ -526,6 +526,12 @@ class NetworkCost:
     update_s: dict[str, float] = field(default_factory=dict)  # optimizer step per optimizer
     time_by_bound_s: dict[str, float] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        """One line for a notebook (the dataclass' own repr spells out every layer's cost)."""
+        return (f"<NetworkCost {self.profile}: {self.latency_s * 1e3:.4g} ms at batch {self.batch} {self.dtype}, "
+                f"{self.bound}-bound, max batch {self.max_batch_inference:,} for inference, "
+                f"{'fits' if self.fits else 'does not fit'}>")
+
     @property
     def fits(self) -> bool:
         """Whether the analysed batch fits in usable memory for inference (0 < batch <= the largest that fits)."""

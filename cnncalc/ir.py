@@ -69,6 +69,12 @@ class Graph:
         if not self.shapes:
             object.__setattr__(self, "shapes", infer_shapes(self))
 
+    def __repr__(self) -> str:
+        """One line for a notebook; the dataclass' own repr spells out every node."""
+        out = show_shape(self.shapes[self.output]) if self.output in self.shapes else "?"
+        return (f"<Graph {self.name!r}: {show_shape(self.input_shape)} -> {out}, {len(self.nodes)} nodes, "
+                f"batch {self.batch}, {self.dtype}>")
+
     @property
     def dtype_bytes(self) -> int:
         return DTYPE_BYTES[self.dtype]

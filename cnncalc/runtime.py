@@ -107,6 +107,12 @@ class Runtime:
         self._macs_per_sample: int | None = None  # worked out on the first run that may split
         keep_freed_memory()
 
+    def __repr__(self) -> str:
+        """What the runtime takes and holds, in one line."""
+        shape = ", ".join(str(d) for d in self.input_shape)
+        return (f"<Runtime {self.graph.name!r}: input (N, {shape}) {self.dtype}, {len(self.graph.nodes)} nodes, "
+                f"{self.weight_bytes:,} bytes of weights>")
+
     # ---- construction --------------------------------------------------------
     @classmethod
     def from_file(cls, path: str | Path, dtype: Any = np.float32) -> Runtime:

@@ -254,6 +254,10 @@ class Dataset:
         return (f"{self.name}: {len(self.x_train)} training and {len(self.x_val)} validation samples of "
                 f"{show_shape(tuple(self.x_train.shape[1:]))}, {self.classes} classes")
 
+    def __repr__(self) -> str:
+        """The description, not the arrays."""
+        return f"<Dataset {self.describe()}>"
+
 
 def class_count(graph: Graph) -> int:
     """Classes a network predicts: the size of its output vector (a 1x1xK image counts as K)."""
@@ -588,6 +592,15 @@ class TrainResult:
     steps: int = 0
     samples: int = 0
     time_s: float = 0.0
+
+    def __repr__(self) -> str:
+        """One line for a notebook (the dataclass' own repr prints every weight array)."""
+        final = self.final
+        figures = (f", val_loss {final.val_loss:.4g}, val_accuracy {final.val_accuracy:.4g} at epoch {final.epoch}"
+                   if final else "")
+        ended = " (stopped early)" if self.stopped_early else " (interrupted)" if self.interrupted else ""
+        return (f"<TrainResult {self.network!r}, {self.optimizer}: {len(self.history)} epochs, "
+                f"{self.steps} steps{figures}{ended}>")
 
     @property
     def final(self) -> EpochRecord | None:

@@ -124,3 +124,30 @@ def test_train_config_takes_numpy_integers_as_plain_ints():
 
     config = TrainConfig(epochs=np.int64(2), batch=np.int32(16)).check()
     assert (config.epochs, config.batch) == (2, 16) and type(config.epochs) is int
+
+
+def test_reprs_are_one_line_summaries_for_a_notebook():
+    """The dataclass reprs printed every node, layer and weight array: a wall of text for one cell."""
+    from cnncalc.train import TrainConfig, synthetic_data, train
+    from cnncalc.weights import init_weights
+
+    graph = cnncalc.parse(SMALL)
+    # conv, BN, ReLU, MP, the implicit Flatten before FC, FC: 6 nodes; output FC(3) shows as 1x1x3
+    assert repr(graph) == "<Graph 'network': 6x6x2 -> 1x1x3, 6 nodes, batch 1, float32>"
+    report = cnncalc.analyze(graph, batch=2, profiles="jetson-nano")
+    # params by hand: conv 3*3*2*4 + 4 = 76, BN scale and bias 8 (running stats are state), FC 36*3 + 3 = 111
+    assert repr(report) == ("<NetworkReport 'network': 6x6x2 -> 1x1x3, 6 layers, batch 2, float32, 195 params, "
+                            f"{2 * SMALL_MACS_PER_SAMPLE:,} MACs, costs for jetson-nano>")
+    cost = report.costs["jetson-nano"]
+    assert repr(cost).startswith("<NetworkCost jetson-nano: ") and "at batch 2 float32" in repr(cost)
+    assert f"max batch {cost.max_batch_inference:,} for inference, fits>" in repr(cost)
+    runtime = cnncalc.Runtime.from_graph(graph)
+    # weights held: 195 params + BN's 8 running statistics = 203 float32 values = 812 bytes
+    assert repr(runtime) == "<Runtime 'network': input (N, 2, 6, 6) float32, 6 nodes, 812 bytes of weights>"
+    data = synthetic_data(graph.input_shape, classes=3, samples=20, seed=0)
+    # 20 samples, a fifth held out: 16 and 4
+    assert repr(data) == "<Dataset synthetic: 16 training and 4 validation samples of 6x6x2, 3 classes>"
+    result = train(graph, init_weights(graph, 0), data, TrainConfig(epochs=2, batch=8))
+    # 16 samples in batches of 8: 2 steps per epoch, 4 in all
+    assert repr(result).startswith("<TrainResult 'network', adam: 2 epochs, 4 steps, val_loss ")
+    assert repr(result).endswith(" at epoch 2>") and "\n" not in repr(result)
