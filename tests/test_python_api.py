@@ -151,3 +151,25 @@ def test_reprs_are_one_line_summaries_for_a_notebook():
     # 16 samples in batches of 8: 2 steps per epoch, 4 in all
     assert repr(result).startswith("<TrainResult 'network', adam: 2 epochs, 4 steps, val_loss ")
     assert repr(result).endswith(" at epoch 2>") and "\n" not in repr(result)
+
+
+def test_the_python_api_page_runs_as_written(tmp_path, monkeypatch, capsys):
+    """docs/api.md's code blocks, in order, in one namespace; what their comments claim is checked here."""
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 4
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    for block in blocks:
+        exec(compile(block, "docs/api.md", "exec"), namespace)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1].startswith("<NetworkReport 'network': 64x64x3 -> 1x1x10, ") and printed[2] == "True"
+    assert printed[6].startswith(f"{namespace['largest']} True")
+    assert printed[8] == "(4, 10) True"
+    assert printed[9].startswith("<TrainResult 'network', adam: 2 epochs, 8 steps, ")  # 64 samples: 51 train, 4 x 16
+    assert (tmp_path / "best.onnx").is_file()
+    x = namespace["x"]
+    assert isinstance(x, np.ndarray)
+    assert np.array_equal(x, np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32))
