@@ -84,7 +84,12 @@ class Graph:
         for node in self.nodes:
             if node.name == name:
                 return node
-        raise KeyError(name)
+        import difflib
+
+        close = difflib.get_close_matches(name, [node.name for node in self.nodes], n=1)
+        what = "the network's input, not a node" if name == self.input_name else "no node of this network"
+        raise CnnCalcError(f"{name!r} is {what}",
+                           hint=f"did you mean {close[0]!r}?" if close else "node names: graph.nodes[i].name")
 
     def last_use(self) -> dict[str, int]:
         """For each tensor, the index of the last node that reads it (the output lives to the end)."""

@@ -173,3 +173,11 @@ def test_the_python_api_page_runs_as_written(tmp_path, monkeypatch, capsys):
     x = namespace["x"]
     assert isinstance(x, np.ndarray)
     assert np.array_equal(x, np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32))
+
+
+def test_an_unknown_node_name_is_a_cnncalc_error_with_the_closest_name():
+    graph = cnncalc.parse("8x8x3|3x3x3x4(p=1)|ReLU")  # nodes conv1, relu1 (names by op and count)
+    assert graph.node("relu1").op.op_type == "Relu"
+    with pytest.raises(CnnCalcError, match="'relu2' is no node") as caught:  # was a bare KeyError
+        graph.node("relu2")
+    assert caught.value.hint == "did you mean 'relu1'?"
