@@ -149,7 +149,7 @@ def check_choice(value: str, choices: tuple[str, ...], option: str) -> str:
     if value not in choices:
         import difflib
 
-        from .hardware import DTYPE_ALIASES  # fp16, half, ...: the names a profile file's hint knows too
+        from .ir import DTYPE_ALIASES  # fp16, half, ...: the names the library's and profile files' hints know
 
         meant = DTYPE_ALIASES.get(value.lower()) if option == "--dtype" else None
         if meant not in choices:

@@ -37,7 +37,7 @@ else:
 import yaml
 
 from .errors import CnnCalcError, SpecFileError
-from .ir import DTYPE_BYTES, MAX_BATCH
+from .ir import DTYPE_ALIASES, DTYPE_BYTES, MAX_BATCH
 
 if TYPE_CHECKING:
     from .analysis import LayerReport, NetworkReport
@@ -67,7 +67,6 @@ FIELDS: dict[str, str] = {
     "fused": "kernel classes the runtime folds into neighbouring kernels (no time of their own)",
     "sources": "where each figure comes from, by field name",
 }
-DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "half": "float16", "fp64": "float64", "i8": "int8"}
 REQUIRED = ("peak_tflops", "mem_gb_per_s", "mem_gib")
 MERGED = ("peak_tflops", "efficiency", "sources")  # an override merges these key by key
 

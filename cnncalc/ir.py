@@ -14,6 +14,15 @@ from .errors import CnnCalcError
 from .ops.base import Op, Shape, numel
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "int8": 1, "float64": 8}
+#: other names people write for the dtypes; refused like any unknown name, but the hint names the one meant
+DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "half": "float16", "fp64": "float64", "double": "float64",
+                 "i8": "int8"}
+
+
+def dtype_hint(value: object) -> str:
+    """How to fix an unknown dtype: the one an alias means (fp16 -> float16), else the list."""
+    meant = DTYPE_ALIASES.get(value.lower()) if isinstance(value, str) else None
+    return f"did you mean {meant!r}?" if meant else f"use one of {', '.join(DTYPE_BYTES)}"
 
 
 @dataclass(frozen=True)
@@ -51,7 +60,7 @@ class Graph:
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPE_BYTES:
-            raise CnnCalcError(f"unknown dtype {self.dtype!r}", hint=f"use one of {', '.join(DTYPE_BYTES)}")
+            raise CnnCalcError(f"unknown dtype {self.dtype!r}", hint=dtype_hint(self.dtype))
         object.__setattr__(self, "batch", whole_batch(self.batch))
         if not 1 <= self.batch <= MAX_BATCH:
             raise CnnCalcError(f"batch must be 1 to {MAX_BATCH:,}, got {self.batch:,}",

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import CnnCalcError, ShapeError, SpecError
-from .ir import DTYPE_BYTES, Graph, Node, show_shape, to_hwc, whole_batch
+from .ir import DTYPE_BYTES, Graph, Node, dtype_hint, show_shape, to_hwc, whole_batch
 from .ops import OPS, SPEC_NAMES, Op, Shape, SpecArgs
 from .ops.base import JOINS, numel
 from .spec_text import to_spec
@@ -846,7 +846,7 @@ def parse(
         raise SpecError(f"the spec has {len(text):,} characters, above the limit of {MAX_TEXT:,}",
                         source=source)
     if dtype not in DTYPE_BYTES:
-        raise CnnCalcError(f"unknown dtype {dtype!r}", hint=f"use one of {', '.join(DTYPE_BYTES)}")
+        raise CnnCalcError(f"unknown dtype {dtype!r}", hint=dtype_hint(dtype))
     batch = whole_batch(batch)  # NumPy integers from a sweep are whole numbers too
     if batch < 1:
         raise CnnCalcError(f"batch must be a whole number of at least 1, got {batch!r}")

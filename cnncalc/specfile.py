@@ -22,7 +22,7 @@ import yaml
 
 from .errors import CnnCalcError, SpecError, SpecFileError
 from .fileio import looks_like_path, missing_file_hint
-from .ir import DTYPE_BYTES, Graph
+from .ir import DTYPE_BYTES, Graph, dtype_hint
 from .spec import DEFAULT_KEYS, parse, parse_shape
 
 KEYS = ("name", "description", "input", "network", "variants", "profiles", "defaults", "dtype", "batch",
@@ -252,7 +252,7 @@ def _dtype(data: dict[str, Any], path: str) -> str:
     value = data.get("dtype", "float32")
     if not isinstance(value, str) or value not in DTYPE_BYTES:
         raise SpecFileError(f"{path}: dtype: {value!r} is not a known dtype",
-                            hint=f"use one of {', '.join(DTYPE_BYTES)}")
+                            hint=dtype_hint(value))
     return value
 
 

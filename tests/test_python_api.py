@@ -181,3 +181,11 @@ def test_an_unknown_node_name_is_a_cnncalc_error_with_the_closest_name():
     with pytest.raises(CnnCalcError, match="'relu2' is no node") as caught:  # was a bare KeyError
         graph.node("relu2")
     assert caught.value.hint == "did you mean 'relu1'?"
+
+
+@pytest.mark.parametrize("dtype", ["fp16", "half", "FP16"])
+def test_a_dtype_alias_is_refused_with_the_name_meant(dtype):
+    # the CLI and profile files hinted 'float16' for these; the library listed every dtype instead
+    with pytest.raises(CnnCalcError) as caught:
+        cnncalc.parse("8x8x3|ReLU", dtype=dtype)
+    assert caught.value.hint == "did you mean 'float16'?"
