@@ -35,6 +35,8 @@ LOG_RANGE = 50.0
 MAX_NAMED_TICKS = 40
 #: layers labelled by name on a roofline (the slowest)
 ROOFLINE_LABELS = 3
+#: legend labels wrap at this many characters, so one long variant name cannot widen the legend past the figure
+LEGEND_WRAP = 48
 #: colours by kernel class, then by bound
 CLASS_COLOURS = {"conv": "#1f77b4", "depthwise": "#17becf", "gemm": "#d62728", "pool": "#2ca02c",
                  "elementwise": "#9e9e9e", "concat": "#8c564b", "reshape": "#cfcfcf"}
@@ -138,6 +140,21 @@ def _class_legend(figure: Figure, classes: set[str]) -> None:
                   title="kernel class", loc="outside lower center", ncols=len(shown))
 
 
+def _wrapped(text: str, width: int) -> str:
+    """`text` broken onto lines of at most `width` characters (at '-', '_' or spaces where it can)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width, break_on_hyphens=True)) or text
+
+
+def _legend_columns(labels: Sequence[str], figure_width: float) -> int:
+    """As many legend columns as fit across `figure_width` inches at the legend's 8 pt (about 13 characters
+    an inch), at most 4: long labels get fewer columns instead of running off both edges."""
+    widest = max((min(len(label), LEGEND_WRAP) for label in labels), default=1)
+    fitting = int(figure_width * 13 // (widest + 6))  # + marker, gap
+    return max(1, min(4, len(labels), fitting))
+
+
 def _network_label(report: NetworkReport) -> str:
     return f"{report.name} (batch {report.batch}, {report.dtype})"
 
@@ -180,31 +197,45 @@ def layers_figure(reports: Sequence[NetworkReport]) -> Figure:
 # ---- receptive field growth --------------------------------------------------------
 def receptive_field_figure(reports: Sequence[NetworkReport], object_size: int | None = None) -> Figure:
     """Receptive field (and effective stride) against depth, with the input size and object size marked."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
     with _style():
         figure = _figure(7.5, 4.8)
         axes = figure.subplots()
         axes.set_title("Receptive field growth with depth", fontweight="bold")
         colours = _cycle()
         largest = 1
-        for report in reports:
+        several = len(reports) > 1
+        handles: list[Any] = []
+        for number, report in enumerate(reports):
             colour = next(colours)
             depth = list(range(len(report.layers) + 1))
             # the largest field reached so far: a shortcut branch, listed after its main branch, has a smaller one
             fields = list(itertools.accumulate([1] + [max(layer.receptive_field.size) for layer in report.layers], max))
             jumps = list(itertools.accumulate([1] + [max(layer.receptive_field.jump) for layer in report.layers], max))
             largest = max(largest, max(fields), max(report.input[:2]))
-            label = report.name if len(reports) > 1 else "receptive field"
-            marker = MARKERS[len(axes.lines) // 2 % len(MARKERS)]
+            input_size = max(report.input[:2])
+            covered = next((i for i, f in enumerate(fields) if f >= input_size), None)
+            # depth d is the output of layer d - 1, the '#' the layer tables show: name it, not the depth
+            coverage = (f"covers the input at {report.layers[covered - 1].name} (#{covered - 1})"
+                        if covered else None)
+            label = report.name if several else "receptive field"
+            if several and coverage:  # in the legend: annotations of networks that cover at one depth collide
+                label = f"{report.name}: {coverage}"
+            marker = MARKERS[number % len(MARKERS)]
             size = 4 if len(depth) <= 60 else 0
-            axes.plot(depth, fields, color=colour, linewidth=2, marker=marker, markersize=size, label=label)
-            axes.plot(depth, jumps, color=colour, linewidth=1, linestyle=":",
-                      label=f"{report.name}: effective stride" if len(reports) > 1 else "effective stride")
-            size = max(report.input[:2])
-            covered = next((i for i, f in enumerate(fields) if f >= size), None)
-            if covered is not None:
+            (line,) = axes.plot(depth, fields, color=colour, linewidth=2, marker=marker, markersize=size, label=label)
+            axes.plot(depth, jumps, color=colour, linewidth=1, linestyle=":")
+            handles.append(line)
+            if covered and coverage:
                 axes.plot([covered], [fields[covered]], marker="o", color=colour, zorder=3)
-                axes.annotate(f"covers the input at layer {covered}", (covered, fields[covered]),
-                              textcoords="offset points", xytext=(6, -12), fontsize=8, color=colour)
+                if not several:
+                    axes.annotate(coverage, (covered, fields[covered]),
+                                  textcoords="offset points", xytext=(6, -12), fontsize=8, color=colour)
+        # one entry for the dotted style, not one per network: the legend stays as long as the network list
+        handles.append(Line2D([], [], color="#444444" if several else "#1f77b4", linewidth=1, linestyle=":",
+                              label="effective stride (dotted)" if several else "effective stride"))
         sizes = sorted({max(r.input[:2]) for r in reports})
         for size in sizes:
             axes.axhline(size, color="black", linestyle="--", linewidth=1)
@@ -219,11 +250,11 @@ def receptive_field_figure(reports: Sequence[NetworkReport], object_size: int | 
             axes.set_yscale("log", base=2)
             axes.set_ylabel("pixels of the input (log scale)")
             axes.yaxis.set_major_formatter(_plain())
-        from matplotlib.ticker import MaxNLocator
-
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_xlim(0, max(len(r.layers) for r in reports) + 0.2)
-        figure.legend(loc="outside lower center", ncols=min(4, 2 * len(reports)))
+        labels = [handle.get_label() for handle in handles]
+        figure.legend(handles, [_wrapped(label, LEGEND_WRAP) for label in labels], loc="outside lower center",
+                      ncols=_legend_columns(labels, 7.5))
         return figure
 
 

@@ -65,7 +65,49 @@ def test_receptive_field_plot_marks_the_input_and_object(notes):
     assert found["x"] == ["depth (layers from the input)"]
     assert found["y"][0].startswith("pixels of the input")
     assert "input 224 px" in found["notes"] and "object 64 px" in found["notes"]
-    assert {"full-res-then-pool", "strided", "strided: effective stride"} <= set(found["legend"])
+    # one line style entry for the strides, not one per network
+    assert {"full-res-then-pool", "strided", "effective stride (dotted)"} <= set(found["legend"])
+
+
+def chain(text: str):
+    """The analysis of one spec chain, no profiles."""
+    from cnncalc.spec import parse
+
+    return analyze(parse(text))
+
+
+def test_receptive_field_names_the_layer_that_covers_the_input():
+    # by hand: four 3x3 convs on 8x8 grow the field 3, 5, 7, 9: the fourth conv (conv4, table '#3', depth 4)
+    # is the first to see all 8 pixels; the old note said 'layer 4', which the tables call bn/relu/...
+    report = chain("8x8x1 | 3x3x1x1(p=1) | 3x3x1x1(p=1) | 3x3x1x1(p=1) | 3x3x1x1(p=1) | ReLU")
+    found = texts(plots.receptive_field_figure([report]))
+    assert "covers the input at conv4 (#3)" in found["notes"]
+
+
+def test_receptive_field_coverage_of_several_networks_goes_in_the_legend():
+    # by hand, 8x8 input: a 9x9 conv covers it at conv1 (#0); 3x3 s2 (field 3, jump 2) then 5x5 reaches
+    # 3 + 4 * 2 = 11 at conv2 (#1); two 3x3 convs reach only 5
+    wide = chain("8x8x1 | 9x9x1x1(p=4)")
+    strided = chain("8x8x1 | 3x3x1x1(p=1,s=2) | 5x5x1x1(p=2)")
+    small = chain("8x8x1 | 3x3x1x1(p=1) | 3x3x1x1(p=1)")
+    figure = plots.receptive_field_figure([wide, strided, small])
+    found = texts(figure)
+    # annotations of two networks covering at one depth would be drawn over each other: none on the axes
+    assert not [note for note in found["notes"] if "covers" in note]
+    legend = [label.replace("\n", " ") for label in found["legend"]]
+    assert "network: covers the input at conv1 (#0)" in legend
+    assert "network: covers the input at conv2 (#1)" in legend
+    assert legend.count("network") == 1 and "effective stride (dotted)" in legend
+
+
+def test_receptive_field_legend_of_long_names_fits_the_figure(tmp_path):
+    spec = tmp_path / "long.yaml"
+    name_a, name_b = "baseline-three-by-three-convolutions-everywhere", "depthwise-separable-mobile-friendly"
+    spec.write_text(f"input: 16x16x3\nvariants:\n  {name_a}: '3x3x3x4(p=1) | MP'\n  {name_b}: '3x3x3x4(p=1)'\n")
+    figure = plots.receptive_field_figure([analyze(graph) for graph in load(str(spec)).networks])
+    figure.canvas.draw()
+    legend = figure.legends[0].get_window_extent()
+    assert 0 <= legend.x0 and legend.x1 <= figure.bbox.width  # it ran off both edges with 4 columns
 
 
 def test_receptive_field_plot_data_is_the_analysis():
