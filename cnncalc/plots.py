@@ -105,10 +105,14 @@ def _plain() -> Any:
 
 
 def _maybe_log(axes: Axes, values: Sequence[float]) -> bool:
-    """Log scale when the non-zero values span more than LOG_RANGE; returns whether it did."""
+    """Log scale when the non-zero values span more than LOG_RANGE; returns whether it did.
+
+    The axis starts a power of ten below the smallest value (at least 2x below): autoscaled, it starts
+    just under the smallest bar's top and that bar all but vanishes (LeNet-5's 840-MAC fc3)."""
     positive = [v for v in values if v > 0]
     if positive and max(positive) / min(positive) > LOG_RANGE:
         axes.set_yscale("log")
+        axes.set_ylim(bottom=10 ** math.floor(math.log10(min(positive) / 2)))
         return True
     return False
 
@@ -162,11 +166,19 @@ def _network_label(report: NetworkReport) -> str:
 # ---- per-layer MACs and activation memory ------------------------------------------
 def layers_figure(reports: Sequence[NetworkReport]) -> Figure:
     """Per layer, MACs and activation memory as bars coloured by kernel class; one column per network."""
+    from .render import human_count
+
     with _style():
         columns = len(reports)
         widest = max(len(r.layers) for r in reports)
-        figure = _figure(max(6.0, min(16.0, 2.0 + 0.16 * widest)) * min(columns, 2) if columns > 1
-                         else max(6.5, min(16.0, 2.5 + 0.18 * widest)), 7.0)
+        # every column as wide as its bars need (4 in at least, for its title), the whole at most 32 in
+        if columns > 1:
+            column_width = max(4.0, min(16.0, 2.0 + 0.16 * widest))
+        else:
+            column_width = max(6.5, min(16.0, 2.5 + 0.18 * widest))
+        width = min(32.0, column_width * columns)
+        figure = _figure(width, 7.0)
+        title_chars = int(width / columns * 11)  # 10 pt titles: about 11 characters an inch
         grid = figure.subplots(2, columns, squeeze=False, sharey="row")
         factor, unit = _byte_unit([layer.activation_bytes for r in reports for layer in r.layers])
         figure.suptitle("MACs and activation memory per layer", fontweight="bold")
@@ -176,8 +188,10 @@ def layers_figure(reports: Sequence[NetworkReport]) -> Figure:
             colours = [_class_colour(layer.cost_class) for layer in report.layers]
             macs_axes.bar(positions, [layer.macs for layer in report.layers], color=colours)
             memory_axes.bar(positions, [layer.activation_bytes / factor for layer in report.layers], color=colours)
-            macs_axes.set_title(f"{_network_label(report)}: MACs (total {_si(places=2)(report.totals.macs)})")
-            memory_axes.set_title(f"{report.name}: activation memory (output of each layer)")
+            # the total as the tables write it ('924.84M'); wrapped, so neighbouring columns' titles never overlap
+            macs_axes.set_title(_wrapped(f"{_network_label(report)}: MACs (total {human_count(report.totals.macs)})",
+                                         title_chars))
+            memory_axes.set_title(_wrapped(f"{report.name}: activation memory (output of each layer)", title_chars))
             if column == 0:
                 macs_axes.set_ylabel("multiply-accumulates")
                 memory_axes.set_ylabel(unit)
@@ -185,11 +199,25 @@ def layers_figure(reports: Sequence[NetworkReport]) -> Figure:
             for axes in (macs_axes, memory_axes):
                 _layer_ticks(axes, report, widest)
         all_layers = [layer for r in reports for layer in r.layers]
-        for row, values in enumerate(([l.macs for l in all_layers], [l.activation_bytes for l in all_layers])):
-            if _maybe_log(grid[row][0], values):
-                grid[row][0].set_ylabel(grid[row][0].get_ylabel() + " (log scale)")
+        # as drawn: memory in `unit`, so a log axis's lower limit is in the same unit as the bars
+        drawn: list[list[float]] = [[layer.macs for layer in all_layers],
+                                    [layer.activation_bytes / factor for layer in all_layers]]
+        for row, values in enumerate(drawn):
+            axes = grid[row][0]
+            if _maybe_log(axes, values):
+                axes.set_ylabel(axes.get_ylabel() + " (log scale)")
+            else:
+                if not any(values):  # an axis of nothing but zeros: from 0, not -0.05 to 0.05 ('-40 m' MACs)
+                    axes.set_ylim(0, 1)
+                    for panel in grid[row]:
+                        panel.text(0.5, 0.5, "none in any layer", transform=panel.transAxes, ha="center",
+                                   va="center", color="#666666")
+                if row == 0:
+                    from matplotlib.ticker import MaxNLocator
+
+                    axes.yaxis.set_major_locator(MaxNLocator(integer=True))  # a count: no '800 m' MACs
             # formatters after the scale: setting a scale resets them
-            grid[row][0].yaxis.set_major_formatter(_si() if row == 0 else _plain())
+            axes.yaxis.set_major_formatter(_si() if row == 0 else _plain())
         _class_legend(figure, {layer.cost_class for layer in all_layers})
         return figure
 

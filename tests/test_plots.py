@@ -32,6 +32,13 @@ def notes():
     return [analyze(graph, profiles=profiles) for graph in load(NOTES).networks], profiles
 
 
+def chain(text: str):
+    """The analysis of one spec chain, no profiles."""
+    from cnncalc.spec import parse
+
+    return analyze(parse(text))
+
+
 def texts(figure) -> dict[str, list[str]]:
     """Titles and axis labels of every panel, and the figure's legend texts."""
     found: dict[str, list[str]] = {"titles": [], "x": [], "y": [], "legend": [], "notes": []}
@@ -58,6 +65,42 @@ def test_layers_plot_has_macs_and_memory_per_layer(notes):
     assert {"conv", "pool"} <= set(found["legend"])
 
 
+
+def test_layers_log_axes_keep_the_smallest_bar_visible():
+    # LeNet-5 by hand: fc3 is FC(84 -> 10), 840 MACs, the smallest non-zero; its output is 10 float32 = 40 B
+    # = 0.039 KiB. Autoscaled, the log axis began just under each, and fc3's bars were a sliver
+    report = analyze(load(str(ROOT / "specs" / "lenet5.yaml")).networks[0])
+    macs_axes, memory_axes = plots.layers_figure([report]).axes[:2]
+    assert macs_axes.get_yscale() == "log" and memory_axes.get_yscale() == "log"
+    assert macs_axes.get_ylim()[0] <= 840 / 2
+    assert memory_axes.get_ylabel().startswith("KiB") and memory_axes.get_ylim()[0] <= 40 / 1024 / 2
+
+
+def test_layers_of_a_network_without_macs_count_from_zero():
+    # a lone ReLU: 0 MACs. The axis ran from -0.05 to 0.05 in ticks of '-40 m' multiply-accumulates
+    report = chain("32x32x3 | ReLU")
+    figure = plots.layers_figure([report])
+    macs_axes = figure.axes[0]
+    assert macs_axes.get_ylim() == (0, 1)
+    assert all(float(tick).is_integer() and tick >= 0 for tick in macs_axes.get_yticks()
+               if 0 <= tick <= 1)
+    assert "none in any layer" in texts(figure)["notes"]
+    assert "(total 0)" in macs_axes.get_title()
+
+
+def test_layers_titles_of_four_long_named_variants_do_not_overlap(tmp_path):
+    spec = tmp_path / "four.yaml"
+    names = ["baseline-three-by-three-convolutions-everywhere", "depthwise-separable-mobile-friendly-variant",
+             "strided-first-layer", "tiny"]
+    spec.write_text("input: 16x16x3\nvariants:\n" + "".join(f"  {name}: '3x3x3x4(p=1) | MP'\n" for name in names))
+    figure = plots.layers_figure([analyze(graph) for graph in load(str(spec)).networks])
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    for row in (figure.axes[:4], figure.axes[4:8]):  # subplots(2, 4) lists the axes row by row
+        boxes = sorted((axes.title.get_window_extent(renderer) for axes in row), key=lambda box: box.x0)
+        assert all(left.x1 <= right.x0 for left, right in zip(boxes, boxes[1:], strict=False))
+        assert boxes[0].x0 >= 0 and boxes[-1].x1 <= figure.bbox.width
+
 def test_receptive_field_plot_marks_the_input_and_object(notes):
     reports, _ = notes
     found = texts(plots.receptive_field_figure(reports, object_size=64))
@@ -67,13 +110,6 @@ def test_receptive_field_plot_marks_the_input_and_object(notes):
     assert "input 224 px" in found["notes"] and "object 64 px" in found["notes"]
     # one line style entry for the strides, not one per network
     assert {"full-res-then-pool", "strided", "effective stride (dotted)"} <= set(found["legend"])
-
-
-def chain(text: str):
-    """The analysis of one spec chain, no profiles."""
-    from cnncalc.spec import parse
-
-    return analyze(parse(text))
 
 
 def test_receptive_field_names_the_layer_that_covers_the_input():
