@@ -377,6 +377,11 @@ def _roofline(axes: Axes, reports: Sequence[NetworkReport], profile: Profile) ->
 # ---- variants side by side ----------------------------------------------------------
 def variants_figure(reports: Sequence[NetworkReport]) -> Figure:
     """Params, MACs, memory and latency per profile of every variant, as bars side by side."""
+    if len(reports) < 2:
+        raise CnnCalcError("the variants plot compares two or more networks; this spec holds one",
+                           hint="give a file with `variants:` or several specs, e.g. cnncalc plot a.yaml b.yaml")
+    from matplotlib.patches import Patch
+
     with _style():
         profiles = list(dict.fromkeys(name for r in reports for name in r.costs))
         from .render import human_bytes, human_count
@@ -384,34 +389,44 @@ def variants_figure(reports: Sequence[NetworkReport]) -> Figure:
         panels: list[tuple[str, str, list[float], Callable[[float], str]]] = [
             ("parameters", "count", [r.totals.params for r in reports], human_count),
             ("MACs", "multiply-accumulates", [r.totals.macs for r in reports], human_count),
-            ("peak activation memory (inference)", "bytes", [r.totals.peak_activation_bytes for r in reports],
+            ("peak activation memory\n(inference)", "bytes", [r.totals.peak_activation_bytes for r in reports],
              human_bytes),
-            ("training memory (SGD-momentum)", "bytes", [r.totals.training_bytes["sgd-momentum"] for r in reports],
-             human_bytes),
+            ("training memory\n(SGD-momentum)", "bytes",
+             [r.totals.training_bytes["sgd-momentum"] for r in reports], human_bytes),
         ]
-        columns = len(panels) + (1 if profiles else 0)
-        figure = _figure(max(8.0, 2.6 * columns + 0.25 * len(reports) * columns), 4.2)
-        grid = figure.subplots(1, columns, squeeze=False)[0]
+        # the latency panel widens with its bars (a bar per variant per profile), the totals panels do not
+        latency_width = max(1.0, len(profiles) * len(reports) / 4)
+        ratios = [1.0] * len(panels) + ([latency_width] if profiles else [])
+        figure = _figure(max(8.0, 2.4 * sum(ratios) + 0.2 * len(reports) * len(ratios)), 4.2)
+        grid = figure.subplots(1, len(ratios), squeeze=False, gridspec_kw={"width_ratios": ratios})[0]
         figure.suptitle("Variants side by side" + (f" (batch {reports[0].batch}, {reports[0].dtype})"),
                         fontweight="bold")
-        names = [r.name for r in reports]
         colours = _cycle()
         palette = [next(colours) for _ in reports]
+        # several values to a bar label: turned upright, neighbours' labels would overlap
+        upright = {"rotation": 90} if len(reports) > 3 else {}
         for axes, (title, unit, values, text) in zip(grid, panels, strict=False):
             factor, shown_unit = _byte_unit(values) if unit == "bytes" else (1.0, unit)
             bars = axes.bar(range(len(reports)), [v / factor for v in values], color=palette)
-            axes.bar_label(bars, labels=[text(v) for v in values], fontsize=7, padding=2)
+            axes.bar_label(bars, labels=[text(v) for v in values], fontsize=7, padding=2, **upright)
             axes.set_title(title)
             axes.set_ylabel(shown_unit)
-            axes.set_xticks(range(len(reports)), names, rotation=30, ha="right")
+            # the variants are named once, in the legend: rotated names under every panel took more room than
+            # the bars and a long one pushed the panels apart
+            axes.set_xticks([])
             axes.yaxis.set_major_formatter(_si() if unit != "bytes" else _plain())
-            axes.margins(y=0.15)
+            axes.margins(y=0.3 if upright else 0.15)
         if profiles:
-            _latency_panel(grid[-1], reports, profiles, palette)
+            _latency_panel(grid[-1], reports, profiles, palette, upright)
+        handles = [Patch(color=colour, label=report.name) for colour, report in zip(palette, reports, strict=False)]
+        names = [report.name for report in reports]
+        figure.legend(handles, [_wrapped(name, LEGEND_WRAP) for name in names], loc="outside lower center",
+                      ncols=_legend_columns(names, figure.get_figwidth()))
         return figure
 
 
-def _latency_panel(axes: Axes, reports: Sequence[NetworkReport], profiles: list[str], palette: list[str]) -> None:
+def _latency_panel(axes: Axes, reports: Sequence[NetworkReport], profiles: list[str], palette: list[str],
+                   label_style: dict[str, Any]) -> None:
     """Grouped bars: one group per profile, one bar per variant."""
     width = 0.8 / len(reports)
     values = []
@@ -420,15 +435,14 @@ def _latency_panel(axes: Axes, reports: Sequence[NetworkReport], profiles: list[
         ms = [report.costs[name].latency_s * 1e3 if name in report.costs else 0.0 for name in profiles]
         values += ms
         bars = axes.bar(xs, ms, width=width, color=palette[v], label=report.name)
-        axes.bar_label(bars, labels=[f"{m:.3g}" for m in ms], fontsize=7, padding=2)
+        axes.bar_label(bars, labels=[f"{m:.3g}" for m in ms], fontsize=7, padding=2, **label_style)
     axes.set_xticks(range(len(profiles)), profiles, rotation=30, ha="right")
     axes.set_title("latency per profile")
     axes.set_ylabel("milliseconds per batch")
     if _maybe_log(axes, values):
         axes.set_ylabel("milliseconds per batch (log scale)")
         axes.yaxis.set_major_formatter(_plain())
-    axes.margins(y=0.15)
-    axes.figure.legend(loc="outside lower center", ncols=min(len(reports), 6))
+    axes.margins(y=0.3 if label_style else 0.15)
 
 
 # ---- kinds, saving ---------------------------------------------------------------

@@ -178,10 +178,41 @@ def test_variants_plot_compares_totals_and_latency(notes):
     reports, _ = notes
     found = texts(plots.variants_figure(reports))
     assert found["suptitle"][0].startswith("Variants side by side")
-    assert found["titles"] == ["parameters", "MACs", "peak activation memory (inference)",
-                               "training memory (SGD-momentum)", "latency per profile"]
+    assert [title.replace("\n", " ") for title in found["titles"]] == [
+        "parameters", "MACs", "peak activation memory (inference)", "training memory (SGD-momentum)",
+        "latency per profile"]
     assert found["y"][-1].startswith("milliseconds per batch")
     assert found["legend"] == ["full-res-then-pool", "strided"]
+
+
+def test_variants_plot_needs_two_networks(tmp_path):
+    # `-k variants` on one network drew a one-bar 'comparison' (its last title cut at the edge)
+    with pytest.raises(CnnCalcError, match="two or more networks"):
+        plots.variants_figure([chain("8x8x1 | 3x3x1x1")])
+    result = runner.invoke(app, ["plot", "8x8x1 | 3x3x1x1", "-k", "variants", "-o", str(tmp_path / "v.png")])
+    assert result.exit_code == 1 and "two or more networks" in result.output and "Traceback" not in result.output
+    assert not list(tmp_path.iterdir())
+
+
+def test_variants_plot_of_four_long_named_variants_on_three_profiles_fits(tmp_path):
+    spec = tmp_path / "four.yaml"
+    names = ["baseline-three-by-three-convolutions-everywhere", "depthwise-separable-mobile-friendly-variant",
+             "strided-first-layer", "tiny"]
+    spec.write_text("input: 16x16x3\nvariants:\n"
+                    + "".join(f"  {name}: '3x3x3x{4 + i}(p=1) | MP'\n" for i, name in enumerate(names)))
+    profiles = get_profiles(["titan-x-maxwell", "jetson-nano", "h100"])
+    figure = plots.variants_figure([analyze(graph, profiles=profiles) for graph in load(str(spec)).networks])
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    # the names once, in a legend inside the figure; not rotated under each of the five panels
+    assert [text.get_text() for text in figure.legends[0].get_texts()] == names
+    legend = figure.legends[0].get_window_extent(renderer)
+    assert 0 <= legend.x0 and legend.x1 <= figure.bbox.width
+    assert all(not [t for t in axes.get_xticklabels() if t.get_text()] for axes in figure.axes[:4])
+    # twelve latency labels (4 variants x 3 profiles): none overlaps its neighbour
+    boxes = sorted((text.get_window_extent(renderer) for text in figure.axes[4].texts), key=lambda box: box.x0)
+    assert len(boxes) == 12
+    assert all(left.x1 <= right.x0 + 0.5 for left, right in zip(boxes, boxes[1:], strict=False))
 
 
 def test_cli_writes_every_kind_as_png_and_svg(tmp_path):
