@@ -40,9 +40,20 @@ CAPTIONS = {
               "the work and the memory go.",
     "receptive-field": "How many input pixels one output sees, layer by layer, against the input size "
                        "(and the object size, if given): edges first, then parts, then whole objects.",
+    # the colour, not the side of the ridge, says what holds a layer back: a depthwise conv left of the
+    # ridge can be compute-bound (it runs far below peak), and a small layer waits on kernel launches
     "roofline": "Each layer at its arithmetic intensity and the FLOP/s the cost model gives it, under the "
-                "device's roofline; left of the ridge point a layer waits on memory, right of it on compute.",
+                "device's roofline: the sloped roof is memory bandwidth, the flat one peak compute, and they meet "
+                "at the ridge point. The colour is what the cost model finds limits the layer: compute, memory, or "
+                "overhead (too little work to hide the cost of launching a kernel).",
     "variants": "The variants' totals side by side: parameters, MACs, memory and latency on each profile.",
+}
+#: the heading and alt text of each plot (the kinds are command-line names, not words for a reader)
+PLOT_TITLES = {
+    "layers": "MACs and activation memory per layer",
+    "receptive-field": "Receptive field growth with depth",
+    "roofline": "Roofline on each device",
+    "variants": "Variants side by side",
 }
 LEVEL_MARK = {"error": "✖ error", "warning": "⚠ warning", "info": "ℹ note"}
 
@@ -135,7 +146,7 @@ def to_markdown(doc: Document, image_dir: str = "report_files") -> tuple[str, di
             path = f"{image_dir}/{kind}.svg"
             assets[path] = svg
             # percent-encoded: a link ends at a space and nests on parentheses ('my report (v2).md')
-            parts.append(f"![{kind}]({quote(path)})\n\n{CAPTIONS[kind]}\n")
+            parts.append(f"### {PLOT_TITLES[kind]}\n\n![{PLOT_TITLES[kind]}]({quote(path)})\n\n{CAPTIONS[kind]}\n")
     elif doc.plots_skipped:
         parts.append(f"*No plots: {doc.plots_skipped}.*\n")
     if doc.reports:
@@ -227,7 +238,8 @@ def to_html(doc: Document) -> str:
         body.append("<h2>Plots</h2>")
         for kind, svg in doc.figures:
             data = base64.b64encode(svg).decode("ascii")
-            body.append(f"<figure><img alt='{e(kind)} plot' src='data:image/svg+xml;base64,{data}'>"
+            body.append(f"<h3>{e(PLOT_TITLES[kind])}</h3>"
+                        f"<figure><img alt='{e(PLOT_TITLES[kind])}' src='data:image/svg+xml;base64,{data}'>"
                         f"<figcaption>{e(CAPTIONS[kind])}</figcaption></figure>")
     elif doc.plots_skipped:
         body.append(f"<p class='meta'>No plots: {e(doc.plots_skipped)}.</p>")

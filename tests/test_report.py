@@ -68,6 +68,24 @@ def test_markdown_report_links_its_images(tmp_path):
     assert "## Advice" in text and "| jetson-nano |" in text
 
 
+
+def test_markdown_report_titles_its_plots_for_a_reader(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "design.md"
+    result = runner.invoke(app, ["report", NOTES, "-o", str(path)])
+    assert result.exit_code == 0, result.output
+    text = path.read_text()
+    # headings and alt text in words, not the --kind names ('![receptive-field](...)')
+    alts = re.findall(r"!\[([^\]]*)\]\(", text)
+    assert alts == ["MACs and activation memory per layer", "Receptive field growth with depth",
+                    "Roofline on each device", "Variants side by side"]
+    assert all(f"### {alt}\n" in text for alt in alts)
+    # the caption said every layer left of the ridge waits on memory, yet MobileNet-v2's depthwise convs sit
+    # there compute-bound on the Jetson Nano and small layers overhead-bound: it explains the colours instead
+    caption = text.split("![Roofline on each device]")[1].split("###")[0]
+    assert "left of the ridge point a layer waits on memory" not in caption
+    assert all(bound in caption for bound in ("compute", "memory", "overhead"))
+
 def test_report_without_plots_needs_no_matplotlib(tmp_path, monkeypatch):
     import sys
 
