@@ -7,7 +7,7 @@ import pytest
 from cnncalc.advice import advise, checkpoint_advice, refresh
 from cnncalc.analysis import analyze
 from cnncalc.errors import SpecError
-from cnncalc.hardware import Profile
+from cnncalc.hardware import Profile, get_profiles
 from cnncalc.spec import parse
 
 MIB = 2**20
@@ -227,6 +227,14 @@ def test_largest_batch_and_what_limits_it():
     assert item.hint is None  # the message says it all; a hint would repeat the batch sizes
     # 15 * 65,536 / 1,048,576 = 93.75% -> "94%"
     assert "activations fill 94%" in item.message
+
+
+def test_memory_shares_do_not_round_to_0_or_100_percent():
+    # the notes' strided design on titan-x-maxwell: 72.2 KiB of weights in 11.5 GiB is 0.0006%, and
+    # 1,281 samples of 9.19 MiB fill 11.49 of the 11.5 GiB (99.9%): they read "weights 0%", "fill 100%"
+    report = analyze(parse("224x224x32|3x3x32x64(p=1,s=2)"), profiles=get_profiles(["titan-x-maxwell"]))
+    (item,) = [item for item in advise(report) if item.code == "batch"]
+    assert "activations fill >99% of it, weights <1%" in item.message
 
 
 def test_batch_that_does_not_fit_is_a_warning():
