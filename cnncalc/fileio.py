@@ -4,14 +4,19 @@ apart by their first bytes, whatever their names, and saying what a path that na
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
+import signal
 import stat
 import sys
 import tempfile
+import threading
 import zipfile
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from .errors import CnnCalcError
@@ -53,11 +58,12 @@ def write_all_atomic(files: Mapping[Path, bytes | str], *, force: bool = True,
             if in_place:
                 continue
             current, folder = given, _folder(where)
-            if not folder.is_dir():  # one of new_folders, checked above
-                folder.mkdir()
-                created.append(folder)
-            fd, temp = tempfile.mkstemp(prefix=f".{where.name}.", suffix=".tmp", dir=folder)
-            staged.append((temp, where, given))
+            with signals_held():  # a temporary file is always on the list that removes it
+                if not folder.is_dir():  # one of new_folders, checked above
+                    folder.mkdir()
+                    created.append(folder)
+                fd, temp = tempfile.mkstemp(prefix=_temp_prefix(where), suffix=".tmp", dir=folder)
+                staged.append((temp, where, given))
             with os.fdopen(fd, "wb") as handle:
                 handle.write(payload)
             os.chmod(temp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the mode a plain open() would
@@ -65,21 +71,76 @@ def write_all_atomic(files: Mapping[Path, bytes | str], *, force: bool = True,
             if in_place:
                 current = given
                 _write_in_place(where, payload)
-        for temp, where, given in staged:
-            current = given
-            os.replace(temp, where)
-        created.clear()  # all in place: the new folders stay
+        with signals_held():  # every file or none: Ctrl-C between two renames would leave half a set
+            for temp, where, given in staged:
+                current = given
+                os.replace(temp, where)
+            created.clear()  # all in place: the new folders stay
     except OSError as error:
-        raise CnnCalcError(f"cannot write {current}: {error.strerror or error}") from None
+        raise CnnCalcError(f"cannot write {current}: {error.strerror or error}", hint=_write_hint(error)) from None
     finally:
-        for temp, _, _ in staged:
-            if os.path.exists(temp):
-                os.unlink(temp)
-        for folder in created:  # only after a failure
-            try:
-                folder.rmdir()
-            except OSError:  # not empty: something else wrote there meanwhile
-                pass
+        with signals_held():
+            for temp, _, _ in staged:
+                if os.path.exists(temp):
+                    os.unlink(temp)
+            for folder in created:  # only after a failure
+                try:
+                    folder.rmdir()
+                except OSError:  # not empty: something else wrote there meanwhile
+                    pass
+
+
+#: characters of the target's name kept in its temporary file's name: `.NAME.XXXXXXXX.tmp` must stay within
+#: the 255 bytes a file name may have, or a long but valid name could not be written
+TEMP_NAME_KEEP = 100
+
+
+def _temp_prefix(where: Path) -> str:
+    """`.NAME.` for the temporary file beside `where`, the name cut short so the whole stays a valid name."""
+    return f".{where.name[:TEMP_NAME_KEEP]}."
+
+
+def _write_hint(error: OSError) -> str | None:
+    """How to get past an error of the file system, where the reason alone does not say."""
+    return {
+        errno.ENOSPC: "free some space on that disk, or write elsewhere",
+        errno.EDQUOT: "free some space within your disk quota, or write elsewhere",
+        errno.EACCES: "choose a folder you may write to",
+        errno.EPERM: "choose a folder you may write to",
+        errno.EROFS: "that file system is read-only; choose another folder",
+        errno.ENAMETOOLONG: "use a shorter file name (at most 255 bytes)",
+        errno.EPIPE: "the program reading from it has stopped",
+    }.get(error.errno or 0)
+
+
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C or SIGTERM during the block takes effect when it ends, not in its middle.
+
+    For steps that must finish as a unit (a temporary file created and put on the list that removes
+    it; a set of files renamed into place): interrupted halfway, they leave litter or half a set.
+    Only the main thread can set handlers; elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        caught.append(signum)
+
+    # a handler set outside Python (getsignal gives None) could not be put back: such a signal is not held
+    previous = {signum: signal.signal(signum, hold) for signum in HELD_SIGNALS if signal.getsignal(signum) is not None}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for held in dict.fromkeys(caught):  # delivered again, to the handlers that were there before
+            signal.raise_signal(held)
 
 
 def check_writable(path: str | Path, *, force: bool) -> None:
