@@ -11,9 +11,12 @@ import functools
 import io
 import math
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -23,7 +26,45 @@ from rich.markup import escape
 from .errors import CnnCalcError, SpecFileError
 from .ir import MAX_BATCH
 
-app = typer.Typer(
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a CI job's timeout, a container stopping) as an exception: it unwinds like Ctrl-C,
+    so temporary files go again and the command ends with one line instead of dying mid-write."""
+
+    signum = signal.SIGTERM
+
+
+def raise_terminated(signum: int, frame: FrameType | None) -> None:
+    """The SIGTERM handler while a command runs."""
+    raise Terminated
+
+
+def stopped_by(stop: KeyboardInterrupt) -> int:
+    """Say why the command stopped (Ctrl-C or SIGTERM) and give its exit code, 128 + the signal's number."""
+    if isinstance(stop, Terminated):
+        err.print("[red]terminated[/red] (SIGTERM)", highlight=False)
+        return 128 + signal.SIGTERM
+    err.print("[red]interrupted[/red] (Ctrl-C)", highlight=False)
+    return 128 + signal.SIGINT
+
+
+class CnnCalcApp(typer.Typer):
+    """The command line as a program (`cnncalc`, `python -m cnncalc`): SIGTERM unwinds like Ctrl-C, and a
+    Ctrl-C before a command starts (while typer reads the options) is one line, not a traceback."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, raise_terminated) if in_main_thread else None
+        try:
+            return super().__call__(*args, **kwargs)
+        except KeyboardInterrupt as stop:  # friendly() handles it once a command runs
+            sys.exit(stopped_by(stop))
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+app = CnnCalcApp(
     name="cnncalc",
     help="What a convolutional network costs before you train it.",
     no_args_is_help=True,
@@ -52,9 +93,10 @@ def friendly(command: F) -> F:
                 f"[bold red]error:[/bold red] {escape(error.render())}", markup=True, highlight=False, soft_wrap=True
             )
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            err.print("[red]interrupted[/red]")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as stop:
+            raise typer.Exit(stopped_by(stop)) from None
+        except BrokenPipeError:  # stdout's reader has gone (`| head -1`): typer ends quietly, exit code 1
+            raise
         except Exception as error:  # noqa: BLE001 - the last line of defence against tracebacks
             if os.environ.get("CNNCALC_DEBUG"):
                 raise
