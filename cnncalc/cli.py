@@ -476,7 +476,9 @@ def run(
         return
     lines = [
         f"{summary.model}: batch {summary.batch}, {summary.dtype}, median of {summary.repeat} run(s)"
-        + (f", split over {summary.parts} threads (docs/runtime.md)" if summary.parts > 1 else ""),
+        + (f", split over {summary.parts} threads (docs/runtime.md)" if summary.parts > 1 else "")
+        + (f", {summary.blas_limited_runs} of them on fewer BLAS threads since other programs were using "
+           "cores (docs/runtime.md)" if summary.blas_limited_runs else ""),
         f"latency {summary.latency_s * 1e3:.2f} ms, {summary.throughput_per_s:.1f} samples/s, "
         f"{summary.achieved_flops_per_s / 1e9:.1f} GFLOP/s achieved",
         f"peak live activations {summary.peak_live_bytes / 2**20:.2f} MiB "

@@ -13,6 +13,7 @@ Arrays are NCHW (or (N, F) for vectors) in float32, or float64 on request, any b
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ._blas import blas_threads, single_threaded_blas
+from ._blas import blas_threads, cores_busy_elsewhere, limited_blas, single_threaded_blas
 from .analysis import peak_activation_bytes
 from .errors import CnnCalcError, RuntimeInputError, UnsupportedOpError
 from .fileio import numpy_file_kind, numpy_load_problem
@@ -65,6 +66,7 @@ class RunResult:
     peak_live_bytes: int = 0  # largest sum of live activation tensors (input included) during the run
     time_s: float = 0.0  # wall time of the node loop
     parts: int = 1  # threads the batch was split over (see Runtime.parallel_parts)
+    blas_limited: bool = False  # fewer BLAS threads than usual: other programs ran on this process's cores
 
     @property
     def macs(self) -> int:
@@ -105,6 +107,8 @@ class Runtime:
         self._output_shape: tuple[int, ...] = ()
         self._needed_bytes: dict[tuple[int, bool], int] = {}  # (batch, keep_tape) -> activation bytes
         self._macs_per_sample: int | None = None  # worked out on the first run that may split
+        self._busy_before: int | None = None  # cores other programs used at the previous run's start
+        self._tape_blas_limit: int | None = None  # the taped run's BLAS thread limit, kept for its backward
         keep_freed_memory()
 
     def __repr__(self) -> str:
@@ -216,12 +220,16 @@ class Runtime:
         parts = min(batch, threads)  # as parallel_parts
         # work too small for two threads (see PARALLEL_MIN_MACS_PER_PART) runs all its matmuls on this thread
         small = inference and threads < 2
+        limit = self._blas_threads_beside_others() if parts == 1 and not small else None
         start = time.perf_counter()
         try:
             if parts > 1:
                 output, records, peak = self._run_split(x, parts, record)
             elif small:
                 with single_threaded_blas():
+                    output, records, peak, tape = self._run_nodes(x, training, record, keep_tape, rng)
+            elif limit is not None:
+                with limited_blas(limit):
                     output, records, peak, tape = self._run_nodes(x, training, record, keep_tape, rng)
             else:
                 output, records, peak, tape = self._run_nodes(x, training, record, keep_tape, rng)
@@ -232,12 +240,13 @@ class Runtime:
         total = time.perf_counter() - start
         if keep_tape:
             self._tape = tape
+            self._tape_blas_limit = limit
             self._output_shape = tuple(output.shape)
             output = output.view()
             output.flags.writeable = False  # the tape holds this array: editing it would corrupt backward()
         elif np.may_share_memory(output, x):
             output = output.copy()  # an identity network's output is its input: the caller's array
-        return RunResult(output, records, peak, total, parts)
+        return RunResult(output, records, peak, total, parts, blas_limited=limit is not None)
 
     def parallel_parts(self, batch: int) -> int:
         """Into how many parts an inference batch is split, each run by its own thread with single-threaded BLAS.
@@ -258,12 +267,30 @@ class Runtime:
         threads = blas_threads()
         if threads is None or threads < 2:
             return 1
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = _usable_cores()
         if self._macs_per_sample is None:
             shapes = self.graph.shapes
             self._macs_per_sample = sum(node.op.macs([shapes[name] for name in node.inputs], shapes[node.name])
                                         for node in self.graph.nodes)
         return max(1, min(threads, cores, self._macs_per_sample * batch // PARALLEL_MIN_MACS_PER_PART))
+
+    def _blas_threads_beside_others(self) -> int | None:
+        """Fewer BLAS threads for a run on one part when other programs run on this process's cores, else None.
+
+        OpenBLAS's threads wait for each other after every matmul, so one that shares its core with another
+        program holds up the rest (`_blas.cores_busy_elsewhere`): ResNet-18 at batch 1 beside one busy loop
+        took 86 ms on two threads and 49 on one. Split parts need no such care: they meet once per run.
+        The count is sampled at each run's start, and a core counts as busy only when it was at the
+        previous start too, so that a short-lived process does not cost a run its threads.
+        """
+        threads = blas_threads()
+        if threads is None or threads < 2:
+            return None
+        busy_now = cores_busy_elsewhere()
+        busy = busy_now if self._busy_before is None else min(busy_now, self._busy_before)
+        self._busy_before = busy_now
+        free = _usable_cores() - busy
+        return max(1, free) if busy and free < threads else None
 
     def _run_split(self, x: np.ndarray, parts: int, record: bool) -> tuple[np.ndarray, list[NodeRecord], int]:
         """Inference on `parts` contiguous slices of the batch at once; the output, merged records and peak."""
@@ -328,23 +355,25 @@ class Runtime:
                                     f"the output has {self._output_shape}")
         grads: dict[str, np.ndarray] = {self.graph.output: np.asarray(grad_output, dtype=self.dtype)}
         weight_grads: dict[str, list[np.ndarray | None]] = {}
-        for step in reversed(self._tape):
-            node = step.node
-            n_act = len(node.inputs)
-            grad_out = grads.pop(node.name, None)
-            if grad_out is None:  # nothing downstream reads this output: no gradient flows through it
-                weight_grads[node.name] = self._zero_grads(node)
-                continue
-            results = node.op.backward(grad_out, step.inputs, step.fwd)
-            if len(results) != len(step.inputs):
-                raise CnnCalcError(f"{node.op.op_type}.backward returned {len(results)} gradients "
-                                   f"for {len(step.inputs)} inputs at {node.name}")
-            for name, grad in zip(node.inputs, results[:n_act], strict=True):
-                if grad is None:
+        # the taped run's BLAS threads (fewer where other programs use the cores, see _blas_threads_beside_others)
+        with limited_blas(self._tape_blas_limit) if self._tape_blas_limit else contextlib.nullcontext():
+            for step in reversed(self._tape):
+                node = step.node
+                n_act = len(node.inputs)
+                grad_out = grads.pop(node.name, None)
+                if grad_out is None:  # nothing downstream reads this output: no gradient flows through it
+                    weight_grads[node.name] = self._zero_grads(node)
                     continue
-                # accumulate: a tensor read by several nodes (or twice by one) gets the sum of its gradients
-                grads[name] = grads[name] + grad if name in grads else grad
-            weight_grads[node.name] = list(results[n_act:])
+                results = node.op.backward(grad_out, step.inputs, step.fwd)
+                if len(results) != len(step.inputs):
+                    raise CnnCalcError(f"{node.op.op_type}.backward returned {len(results)} gradients "
+                                       f"for {len(step.inputs)} inputs at {node.name}")
+                for name, grad in zip(node.inputs, results[:n_act], strict=True):
+                    if grad is None:
+                        continue
+                    # accumulate: a tensor read by several nodes (or twice by one) gets the sum of its gradients
+                    grads[name] = grads[name] + grad if name in grads else grad
+                weight_grads[node.name] = list(results[n_act:])
         ordered = {node.name: weight_grads.get(node.name, []) for node in self.graph.nodes}
         return Gradients(ordered, grads.get(self.graph.input_name))
 
@@ -400,6 +429,7 @@ class RunSummary:
     output: np.ndarray = field(repr=False)
     check: dict[str, Any] | None = None  # onnxruntime comparison: max_abs_diff, max_rel_diff, version
     parts: int = 1  # threads the batch was split over, each running its part through the whole network
+    blas_limited_runs: int = 0  # timed runs on fewer BLAS threads: other programs ran on this process's cores
 
     @property
     def throughput_per_s(self) -> float:
@@ -420,6 +450,7 @@ class RunSummary:
             "achieved_gflops_per_s": self.achieved_flops_per_s / 1e9,
             "peak_live_bytes": self.peak_live_bytes, "predicted_peak_bytes": self.predicted_peak_bytes,
             "weight_bytes": self.weight_bytes, "output_shape": list(self.output.shape), "parts": self.parts,
+            "blas_limited_runs": self.blas_limited_runs,
             "layers": [{"name": t.name, "op_type": t.op_type, "shape": list(t.shape), "macs": t.macs,
                         "output_bytes": t.output_bytes, "time_ms": t.time_s * 1e3} for t in self.layers],
             "check": self.check,
@@ -457,7 +488,13 @@ def measure(runtime: Runtime, x: np.ndarray, repeat: int = 1) -> RunSummary:
         latency_s=float(np.median(times)), latency_min_s=min(times), macs=first.macs,
         peak_live_bytes=first.peak_live_bytes, predicted_peak_bytes=peak_activation_bytes(graph),
         weight_bytes=runtime.weight_bytes, layers=layers, output=first.output, parts=first.parts,
+        blas_limited_runs=sum(result.blas_limited for result in results),
     )
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def random_input(runtime: Runtime, batch: int, seed: int = 0) -> np.ndarray:

@@ -286,6 +286,49 @@ def test_small_work_runs_its_matmuls_on_one_thread(monkeypatch) -> None:
     assert len(entered) == 1
 
 
+def test_batch_1_takes_fewer_blas_threads_while_other_programs_use_the_cores(monkeypatch) -> None:
+    import contextlib
+
+    limits: list[int] = []
+
+    @contextlib.contextmanager
+    def recording(threads: int):
+        limits.append(threads)
+        yield
+
+    monkeypatch.setattr(runtime_module, "limited_blas", recording)
+    graph = residual_graph()
+    runtime = Runtime.from_graph(graph)
+    x = np.ones((1, *graph.input_shape), np.float32)
+    allow_split(monkeypatch, threads=2)  # two cores, two BLAS threads, any work worth both
+    busy = iter([1, 1, 0, 1, 1])  # cores other programs run on, at each run's start
+    monkeypatch.setattr(runtime_module, "cores_busy_elsewhere", lambda: next(busy))
+    flags = [runtime.run(x).blas_limited for _ in range(5)]
+    # run 1: busy, nothing known before -> one thread; run 2: busy twice -> one thread; run 3: free;
+    # run 4: busy now but free before (a short-lived process) -> both threads; run 5: busy twice -> one
+    assert flags == [True, True, False, False, True] and limits == [1, 1, 1]
+    x8 = np.ones((8, *graph.input_shape), np.float32)
+    monkeypatch.setattr(runtime_module, "cores_busy_elsewhere", lambda: 1)
+    assert runtime.run(x8).parts == 2 and len(limits) == 3  # split parts meet once a run: left as they are
+    # training: the taped forward and its backward both take the limit
+    runtime.run(x, training=True, keep_tape=True)
+    assert limits[3:] == [1]
+    runtime.backward(np.ones((1, *graph.shapes[graph.output]), np.float32))
+    assert limits[3:] == [1, 1]
+
+
+def test_cores_busy_elsewhere_reads_the_kernels_counts() -> None:
+    assert blas.running_threads("0.52 0.58 0.59 3/467 12345\n") == 3  # /proc/loadavg: running/total threads
+    # two others running on a 2-core machine that this process may use whole: both cores are shared
+    assert blas.busy_on_our_cores(running_elsewhere=2, host_cores=2, our_cores=2) == 2
+    # one other on a 64-core host, this process pinned to 2 cores: it runs on one of the other 62
+    assert blas.busy_on_our_cores(running_elsewhere=1, host_cores=64, our_cores=2) == 0
+    # 63 others on that host: 62 fill the other cores, the 63rd shares one of ours
+    assert blas.busy_on_our_cores(running_elsewhere=63, host_cores=64, our_cores=2) == 1
+    assert blas.busy_on_our_cores(running_elsewhere=500, host_cores=64, our_cores=2) == 2  # at most ours
+    assert 0 <= blas.cores_busy_elsewhere() <= len(os.sched_getaffinity(0))
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_process_forked_after_a_split_run_can_split_again(monkeypatch) -> None:
     # a forked child inherits the pool object but none of its threads; a part handed to it would never run
