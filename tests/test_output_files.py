@@ -215,3 +215,24 @@ def test_a_folder_as_output_names_a_file_inside_it(tmp_path):
     assert result.exit_code == 1
     assert "is a directory" in result.output and str(tmp_path / "NAME") in result.output.replace("\n", "")
     assert "model.onnx" not in result.output
+
+
+@pytest.mark.parametrize("variants", [False, True])
+def test_export_to_a_folder_says_it_is_a_folder_not_that_force_would_overwrite_it(tmp_path, variants):
+    # export -o FOLDER said 'FOLDER already exists, pass --force to overwrite': --force then said it is a directory
+    folder = tmp_path / "out"
+    folder.mkdir()
+    if variants:  # <stem>-<variant>.onnx beside -o: the folder named by -o itself is not a target
+        (tmp_path / "out-a.onnx").mkdir()
+        spec = tmp_path / "two.yaml"
+        spec.write_text("input: 8x8x3\nvariants:\n  a: ReLU\n  b: GAP\n")
+        args = ["export", str(spec), "-o", str(folder)]
+        named = tmp_path / "out-a.onnx"
+    else:
+        args = ["export", "8x8x3|ReLU", "-o", str(folder)]
+        named = folder
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    text = result.output.replace("\n", "")
+    assert f"{named} is a directory" in text and str(named / "NAME") in text
+    assert "--force" not in text

@@ -169,7 +169,7 @@ def export_targets(output: str | Path | None, names: list[str], *, force: bool =
 
     Every target is checked before anything is written, so a refusal leaves no partial set of files.
     """
-    from ..fileio import would_overwrite
+    from ..fileio import check_writable, would_overwrite
 
     safe = [re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "network" for name in names]
     if output is None:
@@ -181,6 +181,9 @@ def export_targets(output: str | Path | None, names: list[str], *, force: bool =
         targets = [base.with_name(f"{base.stem}-{name}{base.suffix or '.onnx'}") for name in safe]
     if len(set(targets)) != len(targets):
         raise CnnCalcError("two networks would be written to the same file", hint="give the variants distinct names")
+    for target in targets:
+        if target.is_dir():  # '... is a directory' with a file inside it as the example; --force cannot help
+            check_writable(target, force=True)
     existing = [str(target) for target in targets if would_overwrite(target)]  # not /dev/null, a pipe
     if existing and not force:
         raise CnnCalcError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}",
