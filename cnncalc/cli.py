@@ -503,7 +503,7 @@ def np_save(handle: Any, array: Any) -> None:
 @friendly
 def spec_text(spec: SpecArg, variant: VariantOpt = None) -> None:
     """Print the equivalent spec chain of a model (an imported .onnx above all), to edit and analyse."""
-    from .onnx_io import to_spec
+    from .spec_text import to_spec  # not through onnx_io, which loads onnx and NumPy for a spec's text
 
     graphs = pick_variants(load_files(spec), variant)
     for graph in graphs:

@@ -266,6 +266,17 @@ def test_analyze_never_imports_numpy():
     assert done.stdout.strip() == "False"
 
 
+def test_spec_of_spec_text_never_imports_onnx_or_numpy():
+    # `cnncalc spec TEXT` rewrites text; it loaded onnx and NumPy (about 0.1 s) through onnx_io's to_spec
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom cnncalc.cli import app\n"
+            "result = CliRunner().invoke(app, ['spec', '8x8x3|3x3x3x4(p=1)|ReLU'])\n"
+            "assert result.exit_code == 0, result.output\n"
+            "print('numpy' in sys.modules, 'onnx' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False False"
+
+
 def test_names_with_dollar_signs_are_drawn_as_written(tmp_path):
     # matplotlib would read 'conv$\frac$' (a free-text ONNX node name) as TeX and fail on it
     import numpy as np
