@@ -580,12 +580,13 @@ def plot(
     allow_unsupported: UnsupportedOpt = False,
 ) -> None:
     """Draw per-layer MACs and memory, receptive-field growth, rooflines per profile, variants side by side."""
-    from .fileio import write_all_atomic
+    from .fileio import check_writable, write_all_atomic
     from .plots import KINDS, applicable_kinds, figure_bytes, figure_for, output_paths, require_matplotlib
 
     require_matplotlib()
     for name in kind or []:
         check_choice(name, KINDS, "--kind")
+    check_writable(output, force=True)  # a missing folder named now, not after every figure is drawn
     reports, profiles = analyzed(spec, profile, profiles_file, batch, dtype, variant, allow_unsupported)
     paths = output_paths(output, kind or applicable_kinds(reports, profiles))
     # every figure is drawn before any file is written: a failure leaves no partial set behind
@@ -629,6 +630,9 @@ def report(
     suffix = output.suffix.lower()
     if suffix not in (".md", ".markdown", ".html", ".htm"):
         raise CnnCalcError(f"cannot write a report as {output.name}", hint="use a .md or .html file name")
+    from .fileio import check_writable
+
+    check_writable(output, force=True)  # a missing folder named now, not after the plots are drawn
     sources = [(arg, _spec_source(arg)) for arg in spec]
     name = title or (Path(spec[0]).stem if spec[0].lower().endswith((".yaml", ".yml", ".onnx")) else "network")
     if plots:

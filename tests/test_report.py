@@ -116,6 +116,21 @@ def test_report_rejects_other_formats(tmp_path):
 
 
 # ---- inline bars and --top in the terminal table -------------------------------------------
+@pytest.mark.parametrize("command", ["report", "plot"])
+def test_a_missing_folder_is_named_before_anything_is_drawn(tmp_path, monkeypatch, command):
+    # the error named r_files/layers.svg, after every plot had been drawn; now it names -o's own folder first
+    import cnncalc.plots as plots
+
+    def never(*args, **kwargs):
+        raise AssertionError("drew a figure for a file that cannot be written")
+
+    monkeypatch.setattr(plots, "figure_for", never)
+    target = tmp_path / "missing" / ("r.md" if command == "report" else "r.png")
+    result = CliRunner().invoke(app, [command, "8x8x3|3x3x3x4(p=1)|ReLU", "-o", str(target)])
+    assert result.exit_code == 1
+    assert f"cannot write {target}: folder {target.parent} does not exist" in result.output.replace("\n", "")
+
+
 def test_bar_widths():
     # 6 cells of 8 eighths: half = 24 eighths = 3 full blocks; 1/16 = 3 eighths -> '▍'
     assert bar(0.5) == "[cyan]███[/cyan][bright_black]░░░[/bright_black]"
