@@ -404,9 +404,10 @@ def _rich_table(title: str, header: list[str], rows: list[list[str]], numeric_fr
     the cells of `markup_columns` carry markup of our own (the share bars). `title` is markup: escape its names."""
     table = Table(title=title, title_justify="left", show_footer=footer is not None, header_style="bold")
     for i, name in enumerate(header):
-        # in a terminal too narrow for the table, a number wraps onto a second line rather than losing digits to '…'
+        # in a terminal too narrow for the table the text columns (names, spec text) fold first; a number
+        # folds onto a second line only when nothing else can give way, and never loses digits to '…'
         table.add_column(escape(name), justify="right" if i >= numeric_from else "left",
-                         footer=escape(footer[i]) if footer else "", no_wrap=i < 3, overflow="fold")
+                         footer=escape(footer[i]) if footer else "", no_wrap=i >= numeric_from, overflow="fold")
     for row in rows:
         table.add_row(*(cell if i in markup_columns else escape(cell) for i, cell in enumerate(row)))
     return table
@@ -443,10 +444,44 @@ def _layer_tables(report: NetworkReport, title: str, top: int, console: Console)
         return [cells[i] for i in keep]
 
     figures, times = list(range(first_cost)), [0, 1, *range(first_cost, len(header))]
-    return [_rich_table(title, pick(header, figures), [pick(row, figures) for row in rows], numeric_from=4,
-                        footer=pick(footer, figures)),
-            _rich_table("per-layer time on each profile", pick(header, times), [pick(row, times) for row in rows],
-                        numeric_from=2, footer=pick(footer, times))]
+    tables = []
+    for table_title, keep in ((title, figures), ("per-layer time on each profile", times)):
+        keep, hidden = _columns_that_fit(header, rows, footer, keep, console.width)
+        table = _rich_table(table_title, pick(header, keep), [pick(row, keep) for row in rows],
+                            numeric_from=sum(1 for i in keep if i < 4 and header[i] in ("#", "name", "layer")),
+                            footer=pick(footer, keep))
+        if hidden:
+            table.caption = (f"hidden to fit {console.width} columns: {', '.join(hidden)} "
+                             "(a wider terminal, or --format markdown/csv/json, shows them)")
+            table.caption_justify = "left"
+        tables.append(table)
+    return tables
+
+
+#: columns a narrow terminal drops from the per-layer tables, first to last: FLOPs are about twice the MACs,
+#: the layer's spec text (or '#') identifies it without its name, the receptive field is in the summary
+#: table's last row; what stays (#, layer, output, params, MACs, memory, a profile's time) is the table
+DROPPED_WHEN_NARROW = ("FLOPs", "name", "RF/stride", "bound")
+
+
+def _columns_that_fit(header: list[str], rows: list[list[str]], footer: list[str], keep: list[int],
+                      width: int) -> tuple[list[int], list[str]]:
+    """The columns of `keep` that fit in `width` once DROPPED_WHEN_NARROW are dropped in turn, and the dropped
+    names; where even that does not fit, cells fold rather than lose digits. Numbers folded over three
+    lines at 80 columns ('112 / x11 / 2x6 / 4'), which no one can read."""
+    def fits(columns: list[int]) -> bool:
+        return _table_width([header[i] for i in columns], [[row[i] for i in columns] for row in rows],
+                            [footer[i] for i in columns]) <= width
+
+    hidden: list[str] = []
+    for name in DROPPED_WHEN_NARROW:
+        if fits(keep):
+            break
+        dropped = [i for i in keep if header[i] == name]
+        if dropped:
+            keep = [i for i in keep if i not in dropped]
+            hidden.append(name if len(dropped) == 1 else f"{name} (each profile's)")
+    return keep, hidden
 
 
 def render_tables(reports: Sequence[NetworkReport], console: Console, *, layers: bool = True, top: int = 0) -> None:

@@ -182,6 +182,20 @@ def test_narrow_terminal_drops_the_bars_and_cuts_no_number(columns):
     assert "per-layer time on each profile" in result.stdout
 
 
+def test_an_80_column_terminal_hides_columns_instead_of_folding_numbers():
+    # 80 columns is a terminal's default; every number used to fold over several lines ('112 / x11 / 2x6 / 4')
+    result = runner.invoke(app, ["analyze", RESNET18, "-p", "titan-x-maxwell", "-p", "jetson-nano"],
+                           env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    # whole cells: the stem's output 112x112x64 and torchvision's published 11,689,512 parameters
+    assert "112x112x64" in result.stdout and result.stdout.count("11,689,512") == 2
+    caption = " ".join(result.stdout[result.stdout.index("hidden to fit 80 columns"):].split())
+    # FLOPs go first (about twice the MACs), then the names (the spec text says what the layer is),
+    # then the receptive field (the summary table has the network's)
+    assert caption.startswith("hidden to fit 80 columns: FLOPs, name, RF/stride (")
+
+
 def test_split_layer_tables_keep_whole_numbers():
     # at 140 columns the layer table fits once the profile columns are apart: no cell has to wrap;
     # ResNet-18's 11,689,512 parameters (torchvision's published count) appear in the totals and the summary
