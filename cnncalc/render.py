@@ -464,6 +464,15 @@ def _layer_tables(report: NetworkReport, title: str, top: int, console: Console)
 DROPPED_WHEN_NARROW = ("FLOPs", "name", "RF/stride", "bound")
 
 
+def _turned_to_fit(header: list[str], rows: list[list[str]], width: int) -> tuple[list[str], list[list[str]]]:
+    """A table of one row per profile or network, turned to one column each where its width does not fit:
+    seven figures side by side take 130 columns, two profiles side by side 50."""
+    if _table_width(header, rows, [""] * len(header)) <= width or not rows:
+        return header, rows
+    return [header[0], *(row[0] for row in rows)], [[name, *(row[j] for row in rows)]
+                                                     for j, name in enumerate(header) if j > 0]
+
+
 def _columns_that_fit(header: list[str], rows: list[list[str]], footer: list[str], keep: list[int],
                       width: int) -> tuple[list[int], list[str]]:
     """The columns of `keep` that fit in `width` once DROPPED_WHEN_NARROW are dropped in turn, and the dropped
@@ -498,7 +507,8 @@ def render_tables(reports: Sequence[NetworkReport], console: Console, *, layers:
             parts.extend(_layer_tables(report, title, top, console))
         parts.append(_rich_table("" if layers else title, *_summary_cells(report), numeric_from=1))
         if report.costs:
-            parts.append(_rich_table("hardware estimates", *_profile_cells(report), numeric_from=1))
+            parts.append(_rich_table("hardware estimates", *_turned_to_fit(*_profile_cells(report), console.width),
+                                     numeric_from=1))
         console.print(Group(*parts))
         for d in report.diagnostics:
             style = "yellow" if d.level == "warning" else "cyan"
@@ -510,7 +520,7 @@ def render_tables(reports: Sequence[NetworkReport], console: Console, *, layers:
         console.print()
     if len(reports) > 1:
         console.print(_rich_table("[bold]comparison[/bold] (★ fastest per profile)",
-                                  *_comparison_cells(reports), numeric_from=1))
+                                  *_turned_to_fit(*_comparison_cells(reports), console.width), numeric_from=1))
 
 
 def render(reports: Sequence[NetworkReport], fmt: str, console: Console | None = None, top: int = 0) -> str | None:

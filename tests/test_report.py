@@ -196,6 +196,23 @@ def test_an_80_column_terminal_hides_columns_instead_of_folding_numbers():
     assert caption.startswith("hidden to fit 80 columns: FLOPs, name, RF/stride (")
 
 
+def test_an_80_column_terminal_turns_the_profile_and_comparison_tables():
+    # seven figures per profile side by side need about 130 columns: at 80 every header and number folded
+    # (or, with numbers kept whole, the profile names were squeezed away); turned, a profile is a column
+    notes = str(Path(__file__).resolve().parent.parent / "specs" / "titan_x_vs_jetson_nano.yaml")
+    result = runner.invoke(app, ["analyze", notes], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    headers = [line.split() for line in lines if line.startswith("┃ profile")]
+    # the hardware table of each variant: a column per profile
+    assert headers == [["┃", "profile", "┃", "titan-x-maxwell", "┃", "jetson-nano", "┃"]] * 2
+    assert sum(line.startswith("│ max batch (infer)") for line in lines) == 2
+    comparison = lines[next(i for i, line in enumerate(lines) if line.startswith("comparison")):]
+    assert "full-res-then-pool" in comparison[2] and "strided" in comparison[2]  # a column per variant
+    assert any(line.startswith("│ jetson-nano ms") for line in comparison)
+
+
 def test_split_layer_tables_keep_whole_numbers():
     # at 140 columns the layer table fits once the profile columns are apart: no cell has to wrap;
     # ResNet-18's 11,689,512 parameters (torchvision's published count) appear in the totals and the summary
