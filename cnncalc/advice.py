@@ -80,6 +80,7 @@ def advise(report: NetworkReport, object_size: int | None = None,
         *fc_heavy(report),
         *pool_placement(report),
         *bottlenecks(report),
+        *pool_first(report),
         *strided_convs(report),
         *stride_for_pool(report, profiles),
         *pool_for_stride(report, profiles),
@@ -413,6 +414,47 @@ def bottlenecks(report: NetworkReport) -> list[Advice]:
     )]
 
 
+# ---- pool before 1x1 ---------------------------------------------------------------
+def pool_first(report: NetworkReport) -> list[Advice]:
+    """A 1x1 conv at full resolution whose output a downsampling pool then thins: pool first, 1x1 after.
+
+    The notes: at the end of a block both MP and 1x1 filter features, and the trend is MP first,
+    then 1x1 ("check the computation"). A 1x1 (stride 1, no padding) keeps H x W, so the pool on its
+    input gives the same output shape, and the 1x1 then runs on the pooled positions only.
+    """
+    graph = _graph(report)
+    users = _consumers(graph)
+    found = []
+    for layer in report.layers:
+        if not _is_conv(layer) or len(layer.shape) != 3:
+            continue
+        node = graph.nodes[layer.index]
+        window = node.op.window(_in_shapes(graph, node))
+        if window is None or window.kernel != (1, 1) or window.stride != (1, 1) or window.pad != (0, 0):
+            continue
+        between, following = _pass_through_chain(layer, report, users)
+        if following is None or not _is_downsampling_pool(following, report):
+            continue
+        _, height, width = layer.shape
+        _, pooled_h, pooled_w = following.shape
+        # a 1x1's MACs are (its MACs per output position) x positions: fewer positions, proportionally fewer MACs
+        alt_macs = layer.macs // (height * width) * (pooled_h * pooled_w)
+        saving = layer.macs - alt_macs
+        chain = " | ".join([following.label, layer.label, *(step.label for step in between)])
+        found.append(_make(
+            "pool-first", "info",
+            f"{layer.name} ({layer.label}) runs at {height}x{width} and {following.name} ({following.label}) then "
+            f"keeps {pooled_h}x{pooled_w} of its output: {layer.macs:,} MACs, {saving:,} of them on positions "
+            f"the pool thins out",
+            layer,
+            hint=f"pool first, then the 1x1 (the notes' trend: MP before the 1x1 at the end of a block): {chain} "
+                 f"gives the same {_hwc(following)} output with {alt_macs:,} MACs for the 1x1 "
+                 f"(saves {_pct(saving, report.totals.macs)} of the network's MACs)",
+            macs=layer.macs, alt_macs=alt_macs, saving_macs=saving, alternative=chain,
+        ))
+    return found
+
+
 # ---- stride versus pooling ----------------------------------------------------------
 def strided_convs(report: NetworkReport) -> list[Advice]:
     """Strided convolutions skip input positions; the notes keep them for hardware limits."""
@@ -423,15 +465,40 @@ def strided_convs(report: NetworkReport) -> list[Advice]:
     more = f" and {len(strided) - 4} more" if len(strided) > 4 else ""
     first = strided[0]
     s = _stride(first, report)
+    if _kernel_below_stride(first, report):
+        # 1x1 at stride 2 never reads 3 of every 4 pixels; a pool in front of it reads them all at the same MACs
+        # (ResNet-D's shortcut: He et al., Bag of Tricks, 2019, puts a 2x2 average pool before its 1x1)
+        graph = _graph(report)
+        node = graph.nodes[first.index]
+        unstrided = _twin(node.op, _in_shapes(graph, node), 1, None)
+        from .ops.maxpool import MaxPool
+
+        _, height, width = first.shape
+        _, pooled_h, pooled_w = MaxPool((s, s), (s, s)).output_shape(_in_shapes(graph, node))
+        alt_macs = first.macs // (height * width) * (pooled_h * pooled_w)  # the same 1x1 on the pooled positions
+        same = "the same" if alt_macs == first.macs else f"{first.macs:,} ->"
+        hint = (f"MP({s}) | {unstrided.describe() if unstrided else first.label} sees every pixel at {same} "
+                f"{alt_macs:,} MACs: the pool does the downsampling, the conv runs on the pooled positions"
+                + ("" if (pooled_h, pooled_w) == (height, width) else
+                   f" ({pooled_h}x{pooled_w} instead of {height}x{width}: the pool drops an incomplete last window)"))
+    else:
+        hint = (f"stride 1 then MP({s}) sees every pixel at about {s * s}x the conv's MACs "
+                f"({first.macs:,} -> {first.macs * s * s:,}); keep the stride if the device needs it")
+        alt_macs = first.macs * s * s
     return [_make(
         "strided-conv", "warning",
         f"{len(strided)} conv(s) use stride > 1: {names}{more}. A strided conv skips input positions "
         f"(checkerboard risk, blurrier features); it pays off only under a hardware limit",
-        first,
-        hint=f"stride 1 then MP({s}) sees every pixel at about {s * s}x the conv's MACs "
-             f"({first.macs:,} -> {first.macs * s * s:,}); keep the stride if the device needs it",
-        count=len(strided), stride=s, macs=first.macs, alt_macs=first.macs * s * s,
+        first, hint=hint, count=len(strided), stride=s, macs=first.macs, alt_macs=alt_macs,
     )]
+
+
+def _kernel_below_stride(layer: LayerReport, report: NetworkReport) -> bool:
+    """Whether a conv's window is smaller than its stride on some axis: it never reads some input pixels."""
+    graph = _graph(report)
+    node = graph.nodes[layer.index]
+    window = node.op.window(_in_shapes(graph, node))
+    return window is not None and any(k < s for k, s in zip(window.kernel, window.stride, strict=True))
 
 
 @dataclass(frozen=True)
@@ -493,9 +560,12 @@ def stride_swaps(report: NetworkReport) -> list[Swap]:
         if following is None or not _is_downsampling_pool(following, report):
             continue
         node = graph.nodes[layer.index]
+        window = node.op.window(_in_shapes(graph, node))
+        pool_stride = _stride(following, report)
+        if window is None or min(window.kernel) < pool_stride:
+            continue  # a 1x1 at stride 2 reads 1 pixel in 4: pool first instead (pool_first)
         pool_in = following.inputs[0]
-        twin = _twin(node.op, _in_shapes(graph, node), _stride(following, report),
-                     (layer.shape[0], *following.shape[1:]))
+        twin = _twin(node.op, _in_shapes(graph, node), pool_stride, (layer.shape[0], *following.shape[1:]))
         if twin is None:
             continue
         nodes = [dataclasses.replace(n, op=twin) if n.name == layer.name else n
@@ -517,8 +587,8 @@ def pool_swaps(report: NetworkReport) -> list[Swap]:
         if not _is_any_conv(layer):
             continue
         s = _stride(layer, report)
-        if s == 1:
-            continue
+        if s == 1 or _kernel_below_stride(layer, report):
+            continue  # a 1x1 at stride 2 has a free fix, a pool before it (strided_convs' hint), not a 4x one
         node = graph.nodes[layer.index]
         pool = MaxPool((s, s), (s, s))
         twin = _twin(node.op, _in_shapes(graph, node), 1, layer.shape, pool)

@@ -175,6 +175,51 @@ def test_a_strided_depthwise_conv_counts_as_a_strided_conv():
     assert "dw" in item.message
 
 
+def test_no_strided_1x1_offered_for_a_1x1_then_pool():
+    # a 1x1 at stride 2 reads one pixel in four: replacing 1x1 | MP with it throws 3/4 of the input away.
+    # On the memory-bound device the 3x3 case gets stride-for-pool (test above); the 1x1 case must not.
+    found = codes("32x32x8|1x1x8x8|ReLU|MP", profiles=(MEMORY_BOUND,))
+    assert "stride-for-pool" not in found
+    assert "pool-first" in found  # what it gets instead
+
+
+def test_strided_1x1_hint_is_a_pool_before_it_at_the_same_macs():
+    item = codes("32x32x8|1x1x8x8(s=2)|ReLU")["strided-conv"][0]
+    # 16*16*8 = 2,048 outputs * 8 MACs = 16,384; MP(2) first gives 16x16x8 too, so the 1x1 does the same 16,384
+    # (the old hint said "stride 1 then MP(2) at about 4x": 65,536, for what a pool in front does for free)
+    assert (item.numbers["macs"], item.numbers["alt_macs"]) == (16_384, 16_384)
+    assert "MP(2) | 1x1x8x8 sees every pixel at the same 16,384 MACs" in item.hint
+    # and no pool-for-stride offering the 4x version
+    assert "pool-for-stride" not in codes("32x32x8|1x1x8x8(s=2)|ReLU", profiles=(COMPUTE_BOUND,))
+
+
+def test_strided_1x1_on_an_odd_size_names_the_pooled_shape():
+    item = codes("7x7x8|1x1x8x8(s=2)")["strided-conv"][0]
+    # 1x1 s=2 on 7: (7 - 1) // 2 + 1 = 4 -> 4*4*8 outputs * 8 = 1,024 MACs; MP(2) on 7: 3 -> 3*3*8 * 8 = 576
+    assert (item.numbers["macs"], item.numbers["alt_macs"]) == (1_024, 576)
+    assert "3x3 instead of 4x4" in item.hint
+
+
+# ---- pool before 1x1 ------------------------------------------------------------------------------
+def test_pool_first_for_a_1x1_then_max_pool():
+    item = codes("56x56x256|1x1x256x128|ReLU|MP")["pool-first"][0]
+    # 1x1 at 56x56: 3,136 * 128 * 256 = 102,760,448 MACs; after MP(2) first, at 28x28: 784 * 32,768 = 25,690,112
+    assert (item.numbers["macs"], item.numbers["alt_macs"]) == (102_760_448, 25_690_112)
+    assert item.numbers["saving_macs"] == 102_760_448 - 25_690_112  # 77,070,336
+    assert item.numbers["alternative"] == "MP | 1x1x256x128 | ReLU"
+    assert "25,690,112 MACs" in item.hint and "saves 75% of the network's MACs" in item.hint  # the 1x1 is all of it
+
+
+@pytest.mark.parametrize("text", [
+    "56x56x256|MP|1x1x256x128|ReLU",  # already pool first
+    "56x56x256|3x3x256x128(p=1)|ReLU|MP",  # a 3x3 mixes neighbours: not the same layer after a pool
+    "56x56x256|1x1x256x128|ReLU|MP(3,s=1,p=1)",  # the pool keeps the size: nothing to save
+    "56x56x256|1x1x256x128|GAP",  # global pool: the GAP-then-FC question, fc-params' business
+])
+def test_no_pool_first(text):
+    assert "pool-first" not in codes(text)
+
+
 # ---- fully connected layers ----------------------------------------------------------------------
 def test_fc_holding_most_params_and_the_gap_alternative():
     item = codes("8x8x3|3x3x3x16(p=1)|FC(10)")["fc-params"][0]
