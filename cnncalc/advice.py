@@ -303,14 +303,25 @@ def pool_placement(report: NetworkReport) -> list[Advice]:
                 first_stride=s1, second_stride=s2, merged_stride=s1 * s2,
             ))
         elif following.cost_class == "gemm":
+            # the classifier's weights scale with what it reads: pooled H*W*C now, C after a GAP, s^2 more without
+            pooled_c, pooled_h, pooled_w = layer.shape
+            source_c, source_h, source_w = _graph(report).shapes[layer.inputs[0]]
+            outputs = following.shape[0]
+            bias = following.params - pooled_c * pooled_h * pooled_w * outputs
+            gap_params = source_c * outputs + bias
+            unpooled_params = source_c * source_h * source_w * outputs + bias
             found.append(_make(
                 "pool-before-classifier", "warning",
                 f"{layer.name} ({layer.label}) sits right before the classifier {following.name} "
                 f"({following.label}, {following.params:,} params on the pooled {_hwc(layer)}): "
                 f"{'max-pooling' if layer.op_type == 'MaxPool' else 'a downsampling pool'} is best kept far "
                 f"from the final layer",
-                layer, hint="end the feature extractor with a conv and use GAP (or no pool) before FC",
-                pooled=_hwc(layer), classifier_params=following.params,
+                layer,
+                hint=f"end the feature extractor with a conv and put GAP where {layer.name} is: {following.name} "
+                     f"then needs {gap_params:,} params instead of {following.params:,}; dropping the pool alone "
+                     f"would feed it the whole {source_h}x{source_w}x{source_c} ({unpooled_params:,} params)",
+                pooled=_hwc(layer), classifier_params=following.params, gap_params=gap_params,
+                unpooled_params=unpooled_params,
             ))
     return found
 

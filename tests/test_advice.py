@@ -253,6 +253,14 @@ def test_pool_right_before_the_classifier():
     assert "max-pooling" not in average.message and "a downsampling pool" in average.message  # LeNet-5's AP
 
 
+def test_pool_before_classifier_hint_never_suggests_a_bigger_classifier():
+    # the hint said "use GAP (or no pool) before FC": without the pool the FC reads 4x the values.
+    item = codes("16x16x3|3x3x3x8(p=1)|MP|FC(10)")["pool-before-classifier"][0]
+    # GAP instead of MP: 8 * 10 + 10 = 90 params; no pool at all: 16*16*8 = 2,048 * 10 + 10 = 20,490
+    assert (item.numbers["gap_params"], item.numbers["unpooled_params"]) == (90, 20_490)
+    assert "or no pool" not in item.hint
+    assert "90 params instead of 5,130" in item.hint and "16x16x8 (20,490 params)" in item.hint
+
 def test_well_placed_pools_are_quiet():
     found = codes("32x32x3|3x3x3x8(p=1)|MP|3x3x8x8(p=1)|MP|3x3x8x8(p=1)|GAP|FC(10)")
     assert "adjacent-pools" not in found and "pool-before-classifier" not in found
