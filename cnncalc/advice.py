@@ -661,9 +661,13 @@ def _pressure(report: NetworkReport, name: str, swap: Swap) -> str | None:
     memory_s = sum(layer.time_s for layer in pair if layer.bound == "memory")
     if pair_s > 0 and memory_s >= MEMORY_BOUND_SHARE * pair_s:
         return f"{name} spends {memory_s * 1e3:.3g} of the pair's {pair_s * 1e3:.3g} ms in memory-bound kernels"
-    if cost.max_batch_inference < report.batch or cost.max_batch_training[TRAIN_OPTIMIZER] < report.batch:
-        return (f"batch {report.batch} does not fit on {name} (max {cost.max_batch_inference:,} for inference, "
-                f"{cost.max_batch_training[TRAIN_OPTIMIZER]:,} for training)")
+    infer, train = cost.max_batch_inference, cost.max_batch_training[TRAIN_OPTIMIZER]
+    if infer < report.batch:  # then training, which keeps more, does not fit either
+        return (f"batch {report.batch} does not fit on {name} (max {infer:,} for inference, "
+                f"{train:,} for training)")
+    if train < report.batch:  # say which: inference at this batch does fit
+        return (f"training at batch {report.batch} does not fit on {name} "
+                f"(max {train:,}; inference fits up to {infer:,})")
     return None
 
 

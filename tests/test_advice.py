@@ -135,6 +135,16 @@ def test_stride_for_pool_when_the_batch_does_not_fit():
     assert "batch 16 does not fit on small (max 15 for inference" in item.message
 
 
+def test_stride_for_pool_names_training_when_only_training_does_not_fit():
+    # 1 MiB; inference keeps at most input + conv out = 65,536 B per sample: floor(1,046,240 / 65,536) = 15;
+    # training keeps input, conv, ReLU and MP outputs: 32,768 * 3 + 8,192 = 106,496 B per sample and
+    # weights + grads + momentum 3 * 2,336 = 7,008: floor((1,048,576 - 7,008) / 106,496) = 9.
+    # At batch 12 inference fits and training does not: the message said "batch 12 does not fit"
+    small = device("small", flops=1e9, bandwidth=1e15, usable=MIB)
+    item = codes(POOLED, profiles=(small,), batch=12)["stride-for-pool"][0]
+    assert "training at batch 12 does not fit on small (max 9; inference fits up to 15)" in item.message
+
+
 def test_no_stride_advice_where_compute_is_the_limit_or_without_profiles():
     assert "stride-for-pool" not in codes(POOLED, profiles=(COMPUTE_BOUND,))
     assert "stride-for-pool" not in codes(POOLED)
