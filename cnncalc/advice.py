@@ -22,7 +22,7 @@ from .ir import DTYPE_BYTES, MAX_BATCH, Graph, Node, show_shape
 from .ops.base import Op, Shape, numel
 
 if TYPE_CHECKING:
-    from .analysis import Diagnostic, LayerReport, NetworkReport
+    from .analysis import Diagnostic, LayerReport, NetworkReport, ReceptiveField
     from .errors import SpecError
     from .hardware import NetworkCost, Profile
 
@@ -184,9 +184,9 @@ def receptive_field_vs_input(report: NetworkReport) -> list[Advice]:
     map is a fragment of a network (the notes' `224x224x32|3x3x32x64...`), whose field in pixels
     of the real image the fragment cannot know.
     """
-    rf = report.totals.receptive_field
     if len(report.input) < 3 or report.input[2] > IMAGE_CHANNELS:
         return []
+    rf, pool = _field_before_global_pool(report)
     height, width = report.input[0], report.input[1]
     if rf.size[0] >= height and rf.size[1] >= width:
         return []
@@ -194,15 +194,37 @@ def receptive_field_vs_input(report: NetworkReport) -> list[Advice]:
     missing = max(height - rf.size[0], width - rf.size[1])
     jump = max(rf.jump)
     more = _convs_needed(missing, jump)
+    where = f" before {pool.name} ({pool.label}, which pools each feature over the map)" if pool else ""
     return [_make(
         "receptive-field", "warning",
-        f"final receptive field {rf.size[0]}x{rf.size[1]} covers {share:.0%} of the {height}x{width} input: "
-        f"the last layer sees parts, never a whole object that fills the image",
+        f"final receptive field {rf.size[0]}x{rf.size[1]}{where} covers {share:.0%} of the {height}x{width} "
+        f"input: the last layer sees parts, never a whole object that fills the image",
         hint=f"{more} more 3x3 conv(s) at the final effective stride {jump} would add {2 * jump * more} px "
              f"(each adds 2 x {jump}); or downsample earlier so each 3x3 adds more",
         field_h=rf.size[0], field_w=rf.size[1], input_h=height, input_w=width, share=share,
         missing_px=missing, jump=jump, convs_needed=more,
     )]
+
+
+def _field_before_global_pool(report: NetworkReport) -> tuple[ReceptiveField, LayerReport | None]:
+    """The field to judge, and the global pool it was read before (None: the network's final field).
+
+    A pool whose window covers its whole map (GAP, GMP, or AP(7) on a 7x7 map) makes every output's field the
+    whole input, yet each feature it pools still sees only its own field: `32x32x3|3x3x3x8(p=1)|GAP|FC(10)`
+    recognises 3x3 patterns anywhere, never a 32x32 object. Flatten and FC keep where each feature came
+    from, so a classifier after them does see the whole image."""
+    from .analysis import INPUT_FIELD
+
+    shapes = report.graph.shapes if report.graph is not None else {}
+    fields = {layer.name: layer.receptive_field for layer in report.layers}
+    for layer in report.layers:
+        if layer.cost_class != "pool" or len(layer.shape) != 3 or layer.shape[1:] != (1, 1):
+            continue
+        source = layer.inputs[0]
+        in_shape = shapes.get(source, ())
+        if len(in_shape) == 3 and in_shape[1] * in_shape[2] > 1:
+            return fields.get(source, INPUT_FIELD), layer
+    return report.totals.receptive_field, None
 
 
 def object_size_reached(report: NetworkReport, object_size: int | None) -> list[Advice]:

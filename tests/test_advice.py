@@ -128,6 +128,24 @@ def test_stride_for_pool_on_a_memory_bound_device():
     assert "keep 25% of it" in item.message  # 16*16 of 32*32
 
 
+@pytest.mark.parametrize(("spec", "field"), [
+    # one 3x3 conv then GAP: each pooled feature sees 3x3 pixels (1 + 2), though GAP's own field is the image
+    ("32x32x3|3x3x3x8(p=1)|GAP|FC(10)", 3),
+    # MP(4) after it: 3 + (4 - 1) * 1 = 6 on an 8x8 map; AP(8) covers that whole map, so it is a global
+    # pool too, and the field is judged before it
+    ("32x32x3|3x3x3x8(p=1)|MP(4)|AP(8)|Flatten|FC(10)", 6),
+])
+def test_receptive_field_is_judged_before_a_global_pool(spec, field):
+    (item,) = codes(spec)["receptive-field"]
+    assert (item.numbers["field_h"], item.numbers["field_w"]) == (field, field)
+    assert "before " in item.message
+
+
+def test_flatten_and_fc_see_the_whole_image():
+    # an FC on flattened features knows where each came from: no receptive-field warning
+    assert "receptive-field" not in codes("32x32x3|3x3x3x8(p=1)|Flatten|FC(10)")
+
+
 def test_stride_for_pool_when_the_batch_does_not_fit():
     # compute-bound, but 1 MiB holds only floor((1,048,576 - 2,336) / 65,536) = 15 samples: batch 16 does not fit
     small = device("small", flops=1e9, bandwidth=1e15, usable=MIB)
