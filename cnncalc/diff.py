@@ -13,10 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rich.cells import cell_len
+
 from .render import at_least, human_bytes, human_count, human_ms, json_text, shape_text
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
     from .analysis import LayerReport, NetworkReport
 
@@ -85,13 +88,17 @@ def _pair(la: LayerReport, lb: LayerReport, a: NetworkReport, b: NetworkReport, 
 
 
 # ---- presentation ----------------------------------------------------------------
-def _both(value_a: str | None, value_b: str | None) -> str:
-    """One value when both sides agree, else 'a -> b'."""
+#: between the two sides of a changed cell: on one line, or stacked (a narrow terminal)
+ARROW, STACKED_ARROW = " -> ", "\n-> "
+
+
+def _both(value_a: str | None, value_b: str | None, arrow: str = ARROW) -> str:
+    """One value when both sides agree, else 'a -> b' (`arrow` between them)."""
     if value_a is None:
         return value_b or ""
     if value_b is None or value_a == value_b:
         return value_a
-    return f"{value_a} -> {value_b}"
+    return f"{value_a}{arrow}{value_b}"
 
 
 def _delta(before: float, after: float) -> str:
@@ -109,8 +116,11 @@ def _delta(before: float, after: float) -> str:
     return f"{percent:+.2g}%"
 
 
-def diff_cells(diff: NetworkDiff, changed_only: bool = False) -> tuple[list[str], list[list[str]], list[str]]:
-    """Header, one row per aligned layer pair (status mark first), and the totals row."""
+def diff_cells(diff: NetworkDiff, changed_only: bool = False, stacked: bool = False
+               ) -> tuple[list[str], list[list[str]], list[str]]:
+    """Header, one row per aligned layer pair (status mark first), and the totals row; `stacked` puts the
+    two sides of a changed cell, and a total's percentage, on lines of their own (for a narrow terminal)."""
+    arrow, gap = (STACKED_ARROW, "\n") if stacked else (ARROW, " ")
     header = ["", "#", "name", "layer", "output", "params", "MACs", "act mem"] + [f"{p} ms" for p in diff.profiles]
     rows = []
     for row in diff.rows:
@@ -118,12 +128,12 @@ def diff_cells(diff: NetworkDiff, changed_only: bool = False) -> tuple[list[str]
             continue
         la, lb = row.a, row.b
 
-        def pick(get: Any, la: LayerReport | None = la, lb: LayerReport | None = lb) -> str:
-            return _both(get(la, diff.a) if la else None, get(lb, diff.b) if lb else None)
+        def pick(get: Any, la: LayerReport | None = la, lb: LayerReport | None = lb, arrow: str = arrow) -> str:
+            return _both(get(la, diff.a) if la else None, get(lb, diff.b) if lb else None, arrow)
 
         cells = [
             MARKS[row.status],
-            pick(lambda layer, _r: str(layer.index)),
+            pick(lambda layer, _r: str(layer.index), arrow=ARROW),  # '1 -> 3' is short: one line
             pick(lambda layer, _r: layer.name),
             pick(lambda layer, _r: layer.label),
             pick(lambda layer, _r: shape_text(layer.output)),
@@ -135,38 +145,90 @@ def diff_cells(diff: NetworkDiff, changed_only: bool = False) -> tuple[list[str]
             cells.append(pick(lambda layer, r, name=name: human_ms(r.costs[name].layers[layer.index].time_s)))
         rows.append(cells)
     ta, tb = diff.a.totals, diff.b.totals
-    total = ["", "", "total", f"{diff.a.name} -> {diff.b.name}",
-             _both(shape_text(diff.a.output), shape_text(diff.b.output)),
-             f"{_both(f'{at_least(diff.a)}{ta.params:,}', f'{at_least(diff.b)}{tb.params:,}')} "
+    total = ["", "", "total", f"{diff.a.name}{arrow}{diff.b.name}",
+             _both(shape_text(diff.a.output), shape_text(diff.b.output), arrow),
+             f"{_both(f'{at_least(diff.a)}{ta.params:,}', f'{at_least(diff.b)}{tb.params:,}', arrow)}{gap}"
              f"({_delta(ta.params, tb.params)})",
-             f"{_both(at_least(diff.a) + human_count(ta.macs), at_least(diff.b) + human_count(tb.macs))} "
-             f"({_delta(ta.macs, tb.macs)})",
-             f"{_both(human_bytes(ta.peak_activation_bytes), human_bytes(tb.peak_activation_bytes))} peak "
-             f"({_delta(ta.peak_activation_bytes, tb.peak_activation_bytes)})"]
+             f"{_both(at_least(diff.a) + human_count(ta.macs), at_least(diff.b) + human_count(tb.macs), arrow)}"
+             f"{gap}({_delta(ta.macs, tb.macs)})",
+             f"{_both(human_bytes(ta.peak_activation_bytes), human_bytes(tb.peak_activation_bytes), arrow)}{gap}"
+             f"peak ({_delta(ta.peak_activation_bytes, tb.peak_activation_bytes)})"]
     for name in diff.profiles:
         la_s, lb_s = diff.a.costs[name].latency_s, diff.b.costs[name].latency_s
-        total.append(f"{_both(human_ms(la_s), human_ms(lb_s))} ({_delta(la_s, lb_s)})")
+        total.append(f"{_both(human_ms(la_s), human_ms(lb_s), arrow)}{gap}({_delta(la_s, lb_s)})")
     return header, rows, total
 
 
+#: columns a narrow terminal drops from the diff tables, first to last: the layer's spec text says what it is,
+#: and the rows keep the order of the networks
+DROPPED_WHEN_NARROW = ("name", "#")
+FIRST_NUMBER = 5  # the columns before it (mark, #, name, layer, output) are text; from it on, figures
+TEXT_COLUMNS = (2, 3)  # name and spec text: the cells that fold when nothing else gives way
+
+
 def render_diff(diff: NetworkDiff, console: Console, changed_only: bool = False) -> None:
-    """Print the aligned table with changed rows highlighted, and a one-line summary."""
+    """Print the aligned table with changed rows highlighted, and a one-line summary.
+
+    In a terminal too narrow for it (80 columns folded every cell over three or four lines), the two sides
+    of a changed cell stack, the per-profile times move to a table of their own, and the names go (a
+    caption says so); the spec text folds before any number does.
+    """
+    from rich.console import Group
+    from rich.markup import escape
+
+    counts = {status: sum(1 for row in diff.rows if row.status == status) for status in STATUSES}
+    title = (f"[bold]{escape(diff.a.name)}[/bold] -> [bold]{escape(diff.b.name)}[/bold]: {counts['changed']} changed, "
+             f"{counts['added']} added, {counts['removed']} removed, {counts['same']} the same")
+    statuses = [row.status for row in diff.rows if not (changed_only and row.status == "same")]
+    header, rows, total = diff_cells(diff, changed_only)
+    everything = list(range(len(header)))
+    if _width(header, rows, total, everything) <= console.width:
+        console.print(_diff_table(title, header, rows, total, statuses, everything))
+        return
+    header, rows, total = diff_cells(diff, changed_only, stacked=True)
+    times = list(range(FIRST_NUMBER + 3, len(header)))
+    parts = [(title, everything)]
+    if times and _width(header, rows, total, everything) > console.width:
+        parts = [(title, everything[:FIRST_NUMBER + 3]), ("per-layer time on each profile", [0, 1, 2, 3, *times])]
+    tables = []
+    for part_title, keep in parts:
+        shown, hidden = list(keep), []
+        for name in DROPPED_WHEN_NARROW:
+            if _width(header, rows, total, shown) <= console.width:
+                break
+            hidden += [i for i in shown if header[i] == name]
+            shown = [i for i in shown if header[i] != name]
+        table = _diff_table(part_title, header, rows, total, statuses, shown)
+        if hidden:
+            table.caption = (f"hidden to fit {console.width} columns: {', '.join(header[i] for i in hidden)} "
+                             "(a wider terminal, or --format markdown/json, shows them)")
+            table.caption_justify = "left"
+        tables.append(table)
+    console.print(Group(*tables))
+
+
+def _width(header: list[str], rows: list[list[str]], total: list[str], columns: list[int]) -> int:
+    """The width of the table of these columns when no cell wraps: the widest line of each column, one space
+    of padding each side, a rule before every column and after the last."""
+    widest = [max(cell_len(line) for cell in (header[i], total[i], *(row[i] for row in rows))
+                  for line in cell.split("\n")) for i in columns]
+    return sum(widest) + 3 * len(widest) + 1
+
+
+def _diff_table(title: str, header: list[str], rows: list[list[str]], total: list[str], statuses: list[str],
+                columns: list[int]) -> Table:
+    """One rich table of the chosen columns; figures never wrap, text (names, spec text) folds if it must."""
     from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
-    header, rows, total = diff_cells(diff, changed_only)
-    counts = {status: sum(1 for row in diff.rows if row.status == status) for status in STATUSES}
-    title = (f"[bold]{escape(diff.a.name)}[/bold] -> [bold]{escape(diff.b.name)}[/bold]: {counts['changed']} changed, "
-             f"{counts['added']} added, {counts['removed']} removed, {counts['same']} the same")
     table = Table(title=title, title_justify="left", show_footer=True, header_style="bold")
-    for i, name in enumerate(header):
-        table.add_column(escape(name), justify="right" if i >= 5 else "left", footer=escape(total[i]), no_wrap=i < 3,
-                         overflow="fold")  # a narrow terminal wraps a number rather than cutting it to '…'
-    statuses = [row.status for row in diff.rows if not (changed_only and row.status == "same")]
+    for i in columns:
+        table.add_column(escape(header[i]), justify="right" if i >= FIRST_NUMBER else "left", footer=Text(total[i]),
+                         no_wrap=i not in TEXT_COLUMNS, overflow="fold")
     for status, cells in zip(statuses, rows, strict=True):
-        table.add_row(*(Text(cell) for cell in cells), style=STYLES[status])  # Text: spec labels are not markup
-    console.print(table)
+        table.add_row(*(Text(cells[i]) for i in columns), style=STYLES[status])  # Text: spec labels are not markup
+    return table
 
 
 def to_json(diff: NetworkDiff) -> str:

@@ -88,3 +88,31 @@ def test_totals_change_never_rounds_to_none_or_all():
     c = analyze(parse("32x32x3|3x3x3x8|1x1x8x1(b=0)"))
     d = analyze(parse("32x32x3|3x3x3x8|1x1x8x1"))
     assert "(+0.4%)" in diff_cells(diff_reports(c, d))[2][5]
+
+
+def test_an_80_column_terminal_stacks_changes_instead_of_folding_every_cell():
+    # at 80 columns the ten-column diff of the notes' two designs folded every cell over three or four
+    # lines ('924.84 / M -> / 231.21 / M'); now a change stacks, the times get a table and numbers stay whole
+    result = runner.invoke(app, ["diff", NOTES], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in result.stdout
+    cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in lines if line.startswith("│")]
+    # conv1's MACs 224*224*64*288 = 924,844,032 -> 112*112*64*288 = 231,211,008, one side a line;
+    # 3*3*32*64 + 64 = 18,496 params, unchanged, whole
+    assert ["~", "924.84M", "18,496"] == [cells[0][0], cells[0][-2], cells[0][-3]]
+    assert cells[1][-2] == "-> 231.21M"
+    # the totals: the peak 6.125 + 12.25 = 18.4 MiB -> 6.125 + 3.06 = 9.2 MiB, half (-50%)
+    assert any(row[-1] == "peak (-50%)" for row in cells)
+    assert "per-layer time on each profile" in result.stdout
+    timing = result.stdout[result.stdout.index("per-layer time on each profile"):]
+    assert "titan-x-maxwell ms" in timing and "jetson-nano ms" in timing
+    caption = " ".join(result.stdout.split("per-layer time")[0].split("hidden to fit")[1].split())
+    assert caption.startswith("80 columns: name, # (")  # the spec text and the order say which layer
+
+
+def test_a_wide_terminal_keeps_the_diff_on_one_table():
+    result = runner.invoke(app, ["diff", NOTES], env={"COLUMNS": "250"})
+    assert "per-layer time on each profile" not in result.stdout and "hidden" not in result.stdout
+    assert "924.84M -> 231.21M" in result.stdout
