@@ -326,8 +326,10 @@ def calibrate(
     save: Annotated[bool, typer.Option("--save/--no-save", help="Write the `host` profile to the config file.")] = True,
 ) -> None:
     """Measure this machine's matmul FLOP/s and memory bandwidth with NumPy; save them as profile `host`."""
-    from .hardware import calibrate_host, format_table, profile_detail_rows, save_host_profile
+    from .hardware import calibrate_host, format_table, host_profiles_file, profile_detail_rows, save_host_profile
 
+    if save:
+        host_profiles_file()  # a config file that cannot take the profile is refused before the measuring
     host = calibrate_host(matmul_n=256, copy_mib=8, conv_size=8, repeats=2) if quick else calibrate_host()
     emit(format_table(*profile_detail_rows(host)), None)
     if save:

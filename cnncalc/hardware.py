@@ -223,6 +223,8 @@ def _add_file(raw: dict[str, dict[str, Any]], origin: dict[str, str], data: dict
                                 hint="a profiles file has `profiles:` mapping names to fields, and nothing else")
     else:
         entries = data  # a bare mapping of profile names is accepted too
+    if entries is None:  # `profiles:` with nothing under it yet
+        entries = {}
     if not isinstance(entries, dict):
         raise SpecFileError(f"{where}: `profiles` must map profile names to their fields")
     for name, fields in entries.items():
@@ -697,14 +699,42 @@ def save_host_profile(profile: Profile, path: str | Path | None = None) -> Path:
     """Write the profile into the per-user profiles file, keeping the other profiles there."""
     from .fileio import write_atomic
 
-    target = Path(path) if path is not None else user_profiles_path()
-    data: dict[str, Any] = {}
-    if target.is_file():
-        data = _parse_yaml(target.read_text(encoding="utf-8"), str(target))
+    target, data = host_profiles_file(path)
     entries = data.setdefault("profiles", {}) if "profiles" in data or not data else data
     entries[profile.name] = profile_to_yaml(profile)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CnnCalcError(f"cannot save the profile to {target}: {error.strerror or error}",
+                           hint="set CNNCALC_CONFIG_DIR to a folder you can write") from None
     return write_atomic(target, yaml.safe_dump(data, sort_keys=False))
+
+
+def host_profiles_file(path: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """The file `calibrate` saves to and what it holds now; refused here, before seconds of measuring, when it
+    could not be saved (its folder is a file, it is a folder, its YAML is broken)."""
+    target = Path(path) if path is not None else user_profiles_path()
+    if target.is_dir():
+        raise CnnCalcError(f"cannot save the profile to {target}: it is a folder",
+                           hint="set CNNCALC_CONFIG_DIR to a folder without a profiles.yaml folder in it")
+    blocking = next((folder for folder in target.parents if folder.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise CnnCalcError(f"cannot save the profile to {target}: {blocking} is a file, not a folder",
+                           hint=f"set CNNCALC_CONFIG_DIR to a folder, or move {blocking} out of the way")
+    data: dict[str, Any] = {}
+    if target.is_file():
+        try:
+            text = target.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise SpecFileError(f"cannot read profiles file {target}: {error}") from None
+        data = _parse_yaml(text, str(target))
+    if "profiles" in data:
+        if data["profiles"] is None:  # `profiles:` with nothing under it yet
+            data["profiles"] = {}
+        if not isinstance(data["profiles"], dict):
+            raise SpecFileError(f"{target}: `profiles` must map profile names to their fields",
+                                hint="fix the file, or move it away to start a new one")
+    return target, data
 
 
 def _best_time(run: Callable[[], object], repeats: int) -> float:

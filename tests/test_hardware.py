@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import statistics
@@ -460,6 +461,44 @@ def test_cli_calibrate_quick_writes_the_config(tmp_path):
     assert "peak_tflops.float32" in result.stdout
     assert (tmp_path / "config" / "profiles.yaml").is_file()
     assert "host" in runner.invoke(app, ["profiles"]).stdout
+
+
+def _no_measuring(**_: object) -> None:
+    raise AssertionError("measured although the profile could not be saved")
+
+
+def test_cli_calibrate_refuses_a_config_folder_that_is_a_file_before_measuring(tmp_path, monkeypatch):
+    # CNNCALC_CONFIG_DIR naming a file: mkdir raised FileExistsError after the measuring ('internal error')
+    import cnncalc.hardware
+
+    (tmp_path / "config").write_text("not a folder\n")
+    monkeypatch.setattr(cnncalc.hardware, "calibrate_host", _no_measuring)
+    result = runner.invoke(app, ["calibrate"])
+    assert result.exit_code == 1, result.output
+    assert "internal error" not in result.output
+    assert f"{tmp_path / 'config'} is a file, not a folder" in " ".join(result.output.split())
+    assert (tmp_path / "config").read_text() == "not a folder\n"  # untouched
+
+
+def test_cli_calibrate_refuses_a_broken_config_file_before_measuring(tmp_path, monkeypatch):
+    import cnncalc.hardware
+
+    (tmp_path / "config").mkdir()
+    write(tmp_path / "config", "profiles.yaml", "profiles: [a, b]\n")
+    monkeypatch.setattr(cnncalc.hardware, "calibrate_host", _no_measuring)
+    result = runner.invoke(app, ["calibrate"])
+    assert result.exit_code == 1 and "`profiles` must map profile names" in result.output
+
+
+def test_saving_into_an_empty_profiles_section(tmp_path):
+    # `profiles:` with nothing under it is None in YAML: saving raised TypeError
+    config = tmp_path / "config"
+    config.mkdir()
+    write(config, "profiles.yaml", "profiles:\n")
+    assert "a100" in load_profiles()  # an empty section is no profile, not an error for every command
+    save_host_profile(dataclasses.replace(get_profiles(["a100"])[0], name="host"))
+    assert list(load_profiles())[-1] == "host"
+    assert (config / "profiles.yaml").read_text().startswith("profiles:\n  host:\n")
 
 
 # ---- the published measurements ----------------------------------------------------------
