@@ -228,6 +228,9 @@ def _add_file(raw: dict[str, dict[str, Any]], origin: dict[str, str], data: dict
     if not isinstance(entries, dict):
         raise SpecFileError(f"{where}: `profiles` must map profile names to their fields")
     for name, fields in entries.items():
+        if name is None or isinstance(name, bool):  # YAML reads `null:`, `yes:`, `on:` as these, not as text
+            raise SpecFileError(f"{where}: {name!r} is not a profile name",
+                                hint=f"quote it if it is meant as one: '{str(name).lower()}':")
         if not isinstance(fields, dict):
             raise SpecFileError(f"{where}: profile {name!r} must be a mapping of fields",
                                 hint="e.g. my-gpu: {peak_tflops: {float32: 10}, mem_gb_per_s: 448, mem_gib: 8}")
@@ -455,9 +458,15 @@ def profile_rows(profiles: Mapping[str, Profile]) -> tuple[list[str], list[list[
     for name, p in profiles.items():
         peaks = [f"{p.peak_flops_per_s[d] / TERA:g}" if d in p.peak_flops_per_s else "-"
                  for d in ("float32", "float16", "int8")]
-        rows.append([name, *peaks, f"{p.mem_bytes_per_s / GIGA:g}", f"{p.mem_bytes / GIB:.3g}",
-                     f"{p.usable_mem_bytes / GIB:.3g}", p.description])
+        rows.append([name, *peaks, f"{p.mem_bytes_per_s / GIGA:g}", _gib_text(p.mem_bytes),
+                     _gib_text(p.usable_mem_bytes), p.description])
     return header, rows
+
+
+def _gib_text(nbytes: int) -> str:
+    """GiB to three figures, whole from 1000 on: a 1.5 TiB server read '1.54e+03'."""
+    gib = nbytes / GIB
+    return f"{gib:.3g}" if gib < 1000 else f"{gib:,.0f}"
 
 
 def profile_detail_rows(profile: Profile) -> tuple[list[str], list[list[str]]]:

@@ -530,3 +530,20 @@ def test_unknown_profile_listed_in_a_spec_file_names_the_file(tmp_path):
     assert result.exit_code == 1
     assert f"{spec}: `profiles:` unknown hardware profile 'jetson-nan'" in result.output
     assert "did you mean 'jetson-nano'?" in result.output
+
+
+def test_profiles_list_shows_a_terabyte_host_in_whole_gib(tmp_path):
+    # 1.5 TiB of memory is 1536 GiB, printed '1.54e+03' before; 1400 usable of them
+    extra = write(tmp_path, "big.yaml", "big: {peak_tflops: {float32: 4}, mem_gb_per_s: 300, mem_gib: 1536, "
+                                        "usable_mem_gib: 1400}\n")
+    result = runner.invoke(app, ["profiles", "--profiles", str(extra)])
+    assert result.exit_code == 0, result.output
+    row = next(line.split() for line in result.stdout.splitlines() if line.startswith("big "))
+    assert row[-2:] == ["1,536", "1,400"]
+
+
+@pytest.mark.parametrize(("key", "shown"), [("null", "None"), ("yes", "True")])
+def test_a_profile_name_yaml_reads_as_null_or_true_is_refused(tmp_path, key, shown):
+    extra = write(tmp_path, "odd.yaml", f"profiles:\n  {key}: {{extends: a100}}\n")
+    with pytest.raises(SpecFileError, match=f"{shown} is not a profile name"):
+        load_profiles([extra])
