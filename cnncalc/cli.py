@@ -512,6 +512,12 @@ def spec_text(spec: SpecArg, variant: VariantOpt = None) -> None:
         if len(graphs) > 1:
             sys.stdout.write(f"# {graph.name}\n")
         sys.stdout.write(to_spec(graph) + "\n")
+        # a chain has no place for a file's batch and dtype: without them it analyses at batch 1, float32
+        flags = [f"--batch {graph.batch}"] * (graph.batch != 1)
+        flags += [f"--dtype {graph.dtype}"] * (graph.dtype != "float32")
+        if flags:
+            err.print(f"note: {graph.name} is analysed at batch {graph.batch}, {graph.dtype}; the chain does not "
+                      f"say so: give it {' '.join(flags)}", markup=False, highlight=False, soft_wrap=True)
 
 
 # ---- plots, reports, diffs (issue 7) ----------------------------------------------

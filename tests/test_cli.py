@@ -317,3 +317,34 @@ def test_json_chain_parses_back_to_the_same_network_for_every_bundled_spec():
             assert (back["input"], back["output"]) == (network["input"], network["output"]), path.name
             for key in ("params", "state_params", "macs", "flops"):
                 assert back["totals"][key] == network["totals"][key], (path.name, key)
+
+
+def test_spec_command_prints_chains_that_parse_back_to_the_same_networks():
+    # every bundled spec and each variant alone (--variant): the printed chain, analysed, gives the figures
+    # of the file itself
+    for path in sorted((ROOT / "specs").glob("*.yaml")):
+        first = run("analyze", str(path), "--format", "json")
+        for network in json.loads(first.stdout)["networks"]:
+            printed = run("spec", str(path), "--variant", network["name"])
+            assert printed.exit_code == 0, printed.output
+            again = run("analyze", printed.stdout.strip(), "--format", "json")
+            assert again.exit_code == 0, (path.name, printed.stdout, again.output)
+            back = json.loads(again.stdout)["networks"][0]
+            assert [layer["output"] for layer in back["layers"]] == [layer["output"] for layer in network["layers"]]
+            for key in ("params", "macs", "flops", "peak_activation_bytes"):
+                assert back["totals"][key] == network["totals"][key], (path.name, network["name"], key)
+
+
+def test_spec_command_names_the_batch_and_dtype_a_chain_cannot_carry(tmp_path):
+    # a file at batch 8 in float16: the chain alone analysed at batch 1, float32 (8x fewer MACs, twice the
+    # bytes per value) without a word; 3x3x3x8 on 16x16 is 16*16*8*27 = 55,296 MACs a sample, 442,368 for 8
+    spec = tmp_path / "b8.yaml"
+    spec.write_text('name: b8\ninput: 16x16x3\nbatch: 8\ndtype: float16\nnetwork: "3x3x3x8(p=1)|ReLU"\n')
+    printed = run("spec", str(spec))
+    assert printed.exit_code == 0, printed.output
+    assert printed.stdout == "16x16x3|3x3x3x8(p=1)|ReLU\n"  # stdout stays a chain, to pipe or paste
+    assert "give it --batch 8 --dtype float16" in " ".join(printed.stderr.split())
+    again = run("analyze", printed.stdout.strip(), "--batch", "8", "--dtype", "float16", "--format", "json")
+    assert json.loads(again.stdout)["networks"][0]["totals"]["macs"] == 442_368
+    plain = run("spec", str(ROOT / "specs" / "lenet5.yaml"))
+    assert plain.stderr == ""  # batch 1, float32: nothing to add
