@@ -254,22 +254,15 @@ def test_analyze_never_imports_matplotlib():
     assert done.stdout.strip() == "False"
 
 
-def test_analyze_never_imports_numpy():
+@pytest.mark.parametrize("args", [
     # analysis is arithmetic on shapes; NumPy (about half of the start-up) loads only for run/train/verify
+    ["analyze", "specs/resnet50.yaml", "-p", "jetson-nano", "--format", "json"],
+    # `spec TEXT` rewrites text; it loaded onnx and NumPy (about 0.1 s) through onnx_io's to_spec
+    ["spec", "8x8x3|3x3x3x4(p=1)|ReLU"],
+])
+def test_commands_on_spec_text_never_import_numpy_or_onnx(args):
     code = ("import sys\nfrom typer.testing import CliRunner\nfrom cnncalc.cli import app\n"
-            "result = CliRunner().invoke(app, ['analyze', 'specs/resnet50.yaml', '-p', 'jetson-nano', "
-            "'--format', 'json'])\n"
-            "assert result.exit_code == 0, result.output\n"
-            "print('numpy' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "False"
-
-
-def test_spec_of_spec_text_never_imports_onnx_or_numpy():
-    # `cnncalc spec TEXT` rewrites text; it loaded onnx and NumPy (about 0.1 s) through onnx_io's to_spec
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom cnncalc.cli import app\n"
-            "result = CliRunner().invoke(app, ['spec', '8x8x3|3x3x3x4(p=1)|ReLU'])\n"
+            f"result = CliRunner().invoke(app, {args!r})\n"
             "assert result.exit_code == 0, result.output\n"
             "print('numpy' in sys.modules, 'onnx' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
