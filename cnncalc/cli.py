@@ -447,10 +447,7 @@ def run(
         check_writable(output, force=force)
     source = model if model.lower().endswith(".onnx") else None
     if source is not None:
-        from .onnx_io import load_model
-
-        imported = load_model(model)
-        graph, weights = imported.graph, imported.weights
+        graph, weights = onnx_network(model, variant)
     else:
         graph, weights = single_network(model, variant), None
     own = dtype or ("float64" if graph.dtype == "float64" else "float32")  # the model's, where the backend has it
@@ -745,17 +742,45 @@ def single_network(model: str, variant: list[str] | None) -> Any:
     return graphs[0]
 
 
+def onnx_network(path: str, variant: list[str] | None) -> tuple[Any, Any]:
+    """An .onnx model's graph and its own weights; a --variant that is not its name is refused, as `analyze`
+    refuses it (run, train and verify used to ignore it and go on with the file's network)."""
+    from types import SimpleNamespace
+
+    from .onnx_io import load_model
+
+    imported = load_model(path)
+    pick_variants([SimpleNamespace(networks=[imported.graph])], variant)
+    return imported.graph, imported.weights
+
+
 def one_network(model: str, variant: list[str] | None, seed: int) -> tuple[Any, Any]:
     """The graph and weights of one network: an .onnx model's own, or a spec's He-initialized from `seed`."""
     from .weights import init_weights
 
     if model.lower().endswith(".onnx"):
-        from .onnx_io import load_model
-
-        imported = load_model(model)
-        return imported.graph, imported.weights
+        return onnx_network(model, variant)
     graph = single_network(model, variant)
     return graph, init_weights(graph, seed)
+
+
+def networks_to_verify(specs: list[str], variant: list[str] | None) -> list[tuple[Any, Any]]:
+    """(graph, weights) of every network named: an .onnx model with its own weights (a trained file is checked
+    as it is, also beside other files), a spec's with None (He weights from --seed)."""
+    from types import SimpleNamespace
+
+    from .onnx_io import load_model
+
+    files: list[Any] = []
+    own_weights: dict[int, Any] = {}  # id(graph) -> an .onnx file's weights
+    for spec in specs:
+        if spec.lower().endswith(".onnx"):
+            imported = load_model(spec)
+            files.append(SimpleNamespace(networks=[imported.graph]))
+            own_weights[id(imported.graph)] = imported.weights
+        else:
+            files.extend(load_files([spec]))
+    return [(graph, own_weights.get(id(graph))) for graph in pick_variants(files, variant)]
 
 
 @app.command()
@@ -937,15 +962,7 @@ def verify(
     check_choice(fmt, ("table", "json"), "--format")
     check_finite(grad_seconds, "--grad-seconds")
     reports = []
-    networks: list[tuple[Any, Any]]  # (graph, the file's weights or None: He weights from --seed)
-    if len(spec) == 1 and spec[0].lower().endswith(".onnx"):
-        from .onnx_io import load_model
-
-        imported = load_model(spec[0])  # a trained model is checked with its own weights
-        networks = [(imported.graph, imported.weights)]
-    else:
-        networks = [(graph, None) for graph in pick_variants(load_files(spec), variant)]
-    for graph, weights in networks:
+    for graph, weights in networks_to_verify(spec, variant):  # weights: an .onnx file's own, or None
         if fmt == "table":
             out.print(escape(graph.name), style="bold", highlight=False)
 

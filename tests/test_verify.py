@@ -180,6 +180,14 @@ def test_cli_verify_bad_spec_is_one_red_line():
 
 def test_an_onnx_model_is_verified_with_its_own_weights(tmp_path):
     # verify drew fresh He weights for a .onnx file too, so a model whose weights hold a NaN passed every line
+    path = _nan_model(tmp_path)
+    result = CliRunner().invoke(app, ["verify", str(path)])
+    assert result.exit_code == 1, result.output
+    assert "NaN" in result.output
+
+
+def _nan_model(tmp_path):
+    """A small exported model whose first conv kernel holds a NaN: only its own weights can fail verify."""
     import numpy as np
     import onnx
     from onnx import numpy_helper
@@ -195,6 +203,28 @@ def test_an_onnx_model_is_verified_with_its_own_weights(tmp_path):
             break
     path = tmp_path / "nan.onnx"
     onnx.save(model, path)
-    result = CliRunner().invoke(app, ["verify", str(path)])
+    return path
+
+
+def test_an_onnx_model_beside_other_specs_keeps_its_own_weights(tmp_path):
+    # with more than one argument, verify drew He weights for the .onnx file as well: the NaN went unseen
+    path = _nan_model(tmp_path)
+    result = CliRunner().invoke(app, ["verify", str(path), "8x8x3|3x3x3x4(p=1)|ReLU|GAP|FC(2)", "-f", "json",
+                                      "--grad-seconds", "0.5"])
     assert result.exit_code == 1, result.output
-    assert "NaN" in result.output
+    reports = json.loads(result.stdout)
+    assert [report["ok"] for report in reports] == [False, True]  # the file fails, the chain's He weights pass
+
+
+@pytest.mark.parametrize("command", ["run", "train", "verify"])
+def test_an_onnx_model_refuses_a_variant_it_does_not_have(tmp_path, command):
+    # run, train and verify ignored --variant for an .onnx file and went on with its one network
+    import onnx
+
+    from cnncalc import onnx_io
+
+    path = tmp_path / "small.onnx"
+    onnx.save(onnx_io.to_onnx(parse("8x8x3|3x3x3x4(p=1)|ReLU|GAP|FC(2)")), path)
+    result = CliRunner().invoke(app, [command, str(path), "--variant", "nosuch"])
+    assert result.exit_code == 1, result.output
+    assert "no variant named nosuch" in result.output and "Traceback" not in result.output
