@@ -461,9 +461,14 @@ def run(
         x = random_input(runtime, batch if batch is not None else runtime.graph.batch, seed)
     summary = measure(runtime, x, repeat)
     if check:
+        from dataclasses import replace
+
         from .onnx_io import to_onnx
 
-        onnx_model = source if source is not None else to_onnx(runtime.graph, runtime.weights)
+        # a spec computed in float32 is compared in float32: a float64 spec's own export has Convs onnxruntime
+        # cannot run, which made --dtype float32 --check fail with a hint to do just that
+        exported = runtime.graph if runtime.dtype.name != "float32" else replace(runtime.graph, dtype="float32")
+        onnx_model = source if source is not None else to_onnx(exported, runtime.weights)
         summary.check = check_with_onnxruntime(onnx_model, runtime.graph.input_name, x, summary.output)
     if output is not None:
         buffer = io.BytesIO()

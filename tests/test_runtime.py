@@ -677,6 +677,17 @@ def test_cli_run_json_with_check() -> None:
                                                               "Flatten", "Gemm"]
 
 
+def test_cli_run_check_of_a_float64_spec_computed_in_float32(tmp_path: Path) -> None:
+    # --check exported the spec as float64 (its dtype) although the run was float32: onnxruntime has no float64
+    # Conv, and the error's hint ("compare a float32 export instead") was what --dtype float32 had asked for
+    spec = tmp_path / "f64.yaml"
+    spec.write_text("name: f64\ninput: 8x8x1\ndtype: float64\nnetwork:\n  - 3x3x1x4(p=1) | ReLU\n  - FC(3)\n")
+    result = cli(str(spec), "--dtype", "float32", "--check", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["dtype"] == "float32" and data["check"]["max_rel_diff"] < RTOL
+
+
 def test_cli_run_of_a_fixed_batch_model_runs_its_batch_and_check_refuses_another(tmp_path: Path) -> None:
     model = tmp_path / "b4.onnx"
     onnx.save(to_onnx(parse(CHAIN), batch=4), model)
