@@ -474,12 +474,12 @@ def labels(y: np.ndarray, count: int, where: str) -> np.ndarray:
         raise RuntimeInputError(f"{where} has {len(y)} labels for {count} samples",
                                 hint="one-hot rows? store the class numbers, y.argmax(axis=1)" if one_hot
                                 else "give one class number per sample")
-    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-        y = y.astype(np.int64)
-    if y.dtype.kind not in "iu" or (len(y) and y.min() < 0):
+    # whole numbers stored as floats are labels too; they are range-checked before the cast, as 1e20 would wrap
+    whole_floats = y.dtype.kind == "f" and bool(np.all(np.isfinite(y))) and bool(np.all(y == np.round(y)))
+    if not (whole_floats or y.dtype.kind in "iu") or (len(y) and y.min() < 0):
         raise RuntimeInputError(f"{where} must hold class numbers 0, 1, 2, ... (got {y.dtype})",
                                 hint="store labels as integers, not one-hot vectors or names")
-    if len(y) and int(y.max()) > MAX_CLASS:  # checked before the cast: uint64 2**64-1 would wrap to -1
+    if len(y) and int(y.max()) > MAX_CLASS:  # checked before the cast: uint64 2**64-1 would wrap to -1, 1e20 too
         raise RuntimeInputError(f"{where} holds the label {int(y.max()):,}; class numbers run 0, 1, 2, ...",
                                 hint="store class numbers below the network's output count")
     return y.astype(np.int64)

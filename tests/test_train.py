@@ -465,6 +465,15 @@ def test_empty_sets_and_wrapped_labels_in_a_npz_are_clear_errors(tmp_path):
         assert result.exit_code == 1 and message in result.output, (name, result.output)
 
 
+def test_a_huge_whole_float_label_is_named_not_wrapped():
+    # 1e20 as float64 is a whole number; cast to int64 it wrapped to -2**63 and the error blamed "int64"
+    # labels that the file never held. int(1e20) = 100,000,000,000,000,000,000 exactly (1e20 = 2**20 * 5**20,
+    # 5**20 < 2**53, so float64 holds it exactly)
+    with pytest.raises(CnnCalcError, match="holds the label 100,000,000,000,000,000,000"):
+        tr.labels(np.array([0.0, 1e20]), 2, "data.npz: y")
+    assert tr.labels(np.array([[2.0], [0.0]], dtype=np.float32), 2, "y").tolist() == [2, 0]  # whole floats still pass
+
+
 def test_nothing_to_train_is_refused_and_the_memory_check_counts_gradients(monkeypatch):
     cli = CliRunner()
     result = cli.invoke(app, ["train", "8x8x3|GAP", "--epochs", "2"])  # ran every epoch at the same loss
