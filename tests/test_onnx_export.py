@@ -306,6 +306,20 @@ def test_export_of_an_imported_model_keeps_its_weights():
     assert np.allclose(got, expected, atol=1e-6)
 
 
+
+def test_a_layer_named_like_another_layers_weight_gets_a_distinct_initializer_name():
+    # an imported model may name a layer "a.W" beside a Conv "a" whose weight would be "a.W" too:
+    # one tensor name written twice makes the file invalid (onnx.checker: not SSA; onnxruntime refuses it)
+    nodes = (Node("a", OPS["Conv"]((1, 1), 3, 4, bias=False), ("input",)), Node("a.W", OPS["Relu"](), ("a",)))
+    graph = Graph("names", (3, 2, 2), nodes, "a.W")
+    model = onnx_io.to_onnx(graph)
+    onnx.checker.check_model(model, full_check=True)
+    assert [tensor.name for tensor in model.graph.initializer] == ["a.W_2"]
+    assert list(model.graph.node[0].input) == ["input", "a.W_2"]
+    (out,) = session(model.SerializeToString()).run(None, {"input": np.ones((1, 3, 2, 2), np.float32)})
+    assert out.shape == (1, 4, 2, 2)
+
+
 # ---- the command line -------------------------------------------------------------------------------
 runner = CliRunner()
 

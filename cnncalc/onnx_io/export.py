@@ -62,10 +62,11 @@ def to_onnx(graph: Graph, weights: Weights | None = None, *, seed: int = 0, opse
     np_dtype = helper.tensor_dtype_to_np_dtype(elem)
     batch_dim: int | str = batch if batch is not None else (BATCH_PARAM if dynamic_batch else graph.batch)
     nodes, initializers = [], []
+    taken = {graph.input_name, *(node.name for node in graph.nodes)}  # tensor names: ONNX wants each once
     for node in graph.nodes:
         specs = node.op.weights([graph.shapes[name] for name in node.inputs])
         arrays = _node_arrays(node, specs, weights, np_dtype)
-        names = [f"{node.name}.{spec.name}" for spec in specs]
+        names = [_free_name(f"{node.name}.{spec.name}", taken) for spec in specs]
         initializers += [_tensor(array, name) for array, name in zip(arrays, names, strict=True)]
         in_shapes = [graph.shapes[name] for name in node.inputs]
         attributes = {key: value for key, value in node.op.export_attributes(in_shapes).items() if value is not None}
@@ -86,6 +87,17 @@ def to_onnx(graph: Graph, weights: Weights | None = None, *, seed: int = 0, opse
         props["cnncalc.seed"] = str(seed)
     helper.set_model_props(model, props)
     return model
+
+
+def _free_name(name: str, taken: set[str]) -> str:
+    """`name`, or `name_2`, `name_3`... when a layer is already called that: an imported model may have a
+    layer named `conv.W` beside a layer `conv`, and a tensor written twice makes the file invalid."""
+    candidate, count = name, 1
+    while candidate in taken:
+        count += 1
+        candidate = f"{name}_{count}"
+    taken.add(candidate)
+    return candidate
 
 
 def check_file_size(graph: Graph) -> None:
