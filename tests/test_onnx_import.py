@@ -500,3 +500,37 @@ def test_layers_the_output_does_not_depend_on_are_left_out():
     loaded = onnx_io.load_model(small_model(nodes, [const("W", np.ones((4, 4, 3, 3)))]).SerializeToString())
     assert [node.op.op_type for node in loaded.graph.nodes] == ["Relu"]
     assert analyze(loaded.graph).totals.params == 0 and set(loaded.weights) <= {"y"}
+
+
+def conv_relu_function_model(recursive: bool = False) -> onnx.ModelProto:
+    """Laid out like PyTorch's dynamo exporter (torch 2.1-2.4): each module a model-local function."""
+    body = [helper.make_node("Conv", ["inp", "w"], ["t"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+            helper.make_node("Block" if recursive else "Relu", ["t"], ["out"],
+                             domain="pkg.torch" if recursive else "")]
+    function = helper.make_function("pkg.torch", "Block", ["inp", "w"], ["out"], body,
+                                    opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("pkg.torch", 1)])
+    graph = helper.make_graph(
+        [helper.make_node("Block", ["x", "conv.weight"], ["y"], domain="pkg.torch", name="block_1")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])],
+        [const("conv.weight", np.random.default_rng(0).standard_normal((4, 3, 3, 3)))])
+    model = helper.make_model(graph, functions=[function],
+                              opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("pkg.torch", 1)])
+    model.ir_version = 8
+    return model
+
+
+def test_model_local_functions_are_inlined():
+    model = conv_relu_function_model()
+    loaded = onnx_io.load_model(model.SerializeToString())
+    assert onnx_io.to_spec(loaded.graph) == "6x6x3|3x3x3x4(p=1,b=0)|ReLU"
+    # params 3*3*3*4 = 108; MACs Ho*Wo*Cout*K*K*Cin = 6*6*4*3*3*3 = 3888
+    assert (analyze(loaded.graph).totals.params, analyze(loaded.graph).totals.macs) == (108, 3888)
+    x = np.random.default_rng(1).standard_normal((1, 3, 6, 6)).astype(np.float32)
+    (expected,) = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    assert np.allclose(Runtime(loaded.graph, loaded.weights).run(x).output, expected, atol=1e-5)
+
+
+def test_a_recursive_local_function_is_one_clean_error():
+    with pytest.raises(OnnxFileError, match="local functions cannot be inlined"):
+        imported(conv_relu_function_model(recursive=True))

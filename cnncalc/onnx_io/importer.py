@@ -22,7 +22,8 @@ from ..weights import Weights
 from .constants import DTYPES, ELEM_TYPES, MAX_DIM, MAX_ELEMENTS, SPEC_KEY
 from .export import contiguous, spec_or_empty
 from .folding import FOLDS, SYMBOLIC_BATCH, Const
-from .reading import attribute_value, check_names, default_opset, read_model, schema_input_names
+from .reading import (attribute_value, check_names, default_opset, inline_functions, read_model,
+                      schema_input_names)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class _Importer:
         self.allow_unsupported = allow_unsupported
         self.read_weights = read_weights
         self.model, self.label, self.folder = read_model(source)
+        self.model = inline_functions(self.model, self.label)
         self.name = name or (Path(source).stem if not isinstance(source, bytes) else "") or "onnx-model"
         self.opset = default_opset(self.model)
         self.tensors: dict[str, str] = {}  # ONNX tensor name -> IR tensor name (activations)

@@ -48,6 +48,22 @@ def read_model(source: str | Path | bytes) -> tuple[onnx.ModelProto, str, Path |
     return model, label, folder
 
 
+def inline_functions(model: onnx.ModelProto, label: str) -> onnx.ModelProto:
+    """The model with its model-local functions inlined: PyTorch's dynamo exporter (torch 2.1 to 2.4) wraps
+    each module in one, so a ResNet reads as a few nodes of domain `pkg.torch...` whose bodies are plain ops."""
+    if not model.functions:
+        return model
+    try:
+        import onnx.inliner  # onnx 1.16 and later
+    except ImportError:
+        return model  # the calls are then listed as ops from another domain
+    try:
+        return onnx.inliner.inline_local_functions(model)
+    except Exception as error:  # noqa: BLE001 - a recursive or malformed function in an untrusted file
+        raise OnnxFileError(f"{label}: its model-local functions cannot be inlined: {str(error)[:200]}",
+                            hint="export the model without local functions (inline them with onnx.inliner)") from None
+
+
 def check_names(graph: onnx.GraphProto, label: str) -> None:
     """Every name the importer reads is text; protobuf hands over bytes when a file's string is not UTF-8."""
     names: list[Any] = [value.name for value in [*graph.input, *graph.output, *graph.initializer]]
