@@ -534,3 +534,14 @@ def test_model_local_functions_are_inlined():
 def test_a_recursive_local_function_is_one_clean_error():
     with pytest.raises(OnnxFileError, match="local functions cannot be inlined"):
         imported(conv_relu_function_model(recursive=True))
+
+
+def test_a_broadcasting_add_is_unsupported_not_a_damaged_file():
+    # x + GAP(x): a valid file (ONNX's Add broadcasts 1x1x4 over 6x6x4) that cnncalc's Add cannot compute
+    model = small_model([helper.make_node("GlobalAveragePool", ["x"], ["g"]),
+                         helper.make_node("Add", ["x", "g"], ["y"], name="se/add")])
+    with pytest.raises(UnsupportedOpError, match="Add broadcasting 6x6x4 and 1x1x4") as caught:
+        imported(model)
+    assert "se/add" in caught.value.ops["Add"][0]
+    graph = imported(model, allow_unsupported=True)  # the rest analysed, the Add a placeholder of ONNX's shape
+    assert graph.shapes[graph.output] == (4, 6, 6) and graph.unsupported

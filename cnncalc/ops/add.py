@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
 else:
     from .._numpy import np
 
-from ..errors import ShapeError
+from ..errors import ShapeError, UnsupportedOpError
 from ._pointwise import _Pointwise
-from .base import Example, Forward, Shape
+from .base import Example, Forward, Op, Shape
 
 
 def shape_text(shape: Shape) -> str:
@@ -28,6 +28,16 @@ class Add(_Pointwise):
     spec_join = "res"
     n_inputs = 2
     flops_per_element = 1
+
+    @classmethod
+    def from_onnx(cls, attrs: dict[str, Any], in_shapes: list[Shape], weight_shapes: list[Shape]) -> Op:
+        """ONNX's Add broadcasts (x + GAP(x) is a valid file); cnncalc's adds equal shapes only, so a file's
+        broadcast is an op it does not support (listed, skippable with --allow-unsupported), not a damaged file."""
+        a, b = (tuple(shape) for shape in in_shapes)
+        if a != b and len(a) == len(b) and all(x == y or 1 in (x, y) for x, y in zip(a, b, strict=True)):
+            raise UnsupportedOpError(f"Add broadcasting {shape_text(a)} and {shape_text(b)} is not supported "
+                                     "(cnncalc adds tensors of one shape)")
+        return super().from_onnx(attrs, in_shapes, weight_shapes)
 
     def output_shape(self, in_shapes: list[Shape]) -> Shape:
         a, b = in_shapes
