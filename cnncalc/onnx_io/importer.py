@@ -22,8 +22,7 @@ from ..weights import Weights
 from .constants import DTYPES, ELEM_TYPES, MAX_DIM, MAX_ELEMENTS, SPEC_KEY
 from .export import contiguous, spec_or_empty
 from .folding import FOLDS, SYMBOLIC_BATCH, Const
-from .reading import (attribute_value, check_names, default_opset, inline_functions, read_model,
-                      schema_input_names)
+from .reading import attribute_value, check_names, default_opset, inline_functions, read_model, schema_input_names
 
 
 @dataclass
