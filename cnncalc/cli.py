@@ -445,6 +445,12 @@ def run(
         from .fileio import check_writable
 
         check_writable(output, force=force)
+    if check:  # refused before the timed runs, not after them
+        import importlib.util
+
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise CnnCalcError("--check needs onnxruntime, which is not installed",
+                               hint="pip install onnxruntime, or run without --check")
     source = model if model.lower().endswith(".onnx") else None
     if source is not None:
         graph, weights = onnx_network(model, variant)

@@ -677,6 +677,19 @@ def test_cli_run_json_with_check() -> None:
                                                               "Flatten", "Gemm"]
 
 
+def test_cli_run_check_without_onnxruntime_is_refused_before_the_timed_runs(monkeypatch) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "onnxruntime" else real_find_spec(name, *args))
+    ran: list[int] = []
+    monkeypatch.setattr(runtime_module, "measure", lambda *args: ran.append(1))
+    result = cli(CHAIN, "--repeat", "100", "--check")
+    # the error came after all 100 timed runs
+    assert result.exit_code == 1 and "--check needs onnxruntime" in result.output and ran == []
+
+
 def test_cli_run_check_of_a_float64_spec_computed_in_float32(tmp_path: Path) -> None:
     # --check exported the spec as float64 (its dtype) although the run was float32: onnxruntime has no float64
     # Conv, and the error's hint ("compare a float32 export instead") was what --dtype float32 had asked for
