@@ -447,9 +447,12 @@ def _layer_tables(report: NetworkReport, title: str, top: int, console: Console)
     tables = []
     for table_title, keep in ((title, figures), ("per-layer time on each profile", times)):
         keep, hidden = _columns_that_fit(header, rows, footer, keep, console.width)
+        shown_footer = list(footer)
+        if "name" in hidden and not shown_footer[2]:
+            shown_footer[2] = footer[1]  # 'total' under the spec text when the name column is hidden
         table = _rich_table(table_title, pick(header, keep), [pick(row, keep) for row in rows],
                             numeric_from=sum(1 for i in keep if i < 4 and header[i] in ("#", "name", "layer")),
-                            footer=pick(footer, keep))
+                            footer=pick(shown_footer, keep))
         if hidden:
             table.caption = (f"hidden to fit {console.width} columns: {', '.join(hidden)} "
                              "(a wider terminal, or --format markdown/csv/json, shows them)")

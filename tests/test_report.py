@@ -190,6 +190,7 @@ def test_an_80_column_terminal_hides_columns_instead_of_folding_numbers():
     assert max(len(line) for line in result.stdout.splitlines()) <= 80
     # whole cells: the stem's output 112x112x64 and torchvision's published 11,689,512 parameters
     assert "112x112x64" in result.stdout and result.stdout.count("11,689,512") == 2
+    assert any(line.startswith("│    │ total") and "11,689,512" in line for line in result.stdout.splitlines())
     caption = " ".join(result.stdout[result.stdout.index("hidden to fit 80 columns"):].split())
     # FLOPs go first (about twice the MACs), then the names (the spec text says what the layer is),
     # then the receptive field (the summary table has the network's)
