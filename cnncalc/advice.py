@@ -439,7 +439,8 @@ def bottlenecks(report: NetworkReport) -> list[Advice]:
         f"{top.layer.name} ({top.layer.label}) does {kh}x{kw} work on {top.in_channels} -> {top.out_channels} "
         f"channels: {top.weights:,} weights, {top.macs:,} MACs",
         top.layer,
-        hint=f"a 1x1 bottleneck {top.alternative()} (ResNet's pattern) needs {top.alt_weights:,} weights and "
+        hint=f"a 1x1 bottleneck {top.alternative()} (the notes' width, min(Cin, Cout) / {BOTTLENECK_REDUCTION}; "
+             f"ResNet's blocks use / 4) needs {top.alt_weights:,} weights and "
              f"{top.alt_macs:,} MACs, {_pct(top.macs - top.alt_macs, top.macs)} fewer MACs{others}; "
              f"the 1x1s merge and filter channels so the {kh}x{kw} works on fewer",
         width=top.width, weights=top.weights, alt_weights=top.alt_weights, macs=top.macs, alt_macs=top.alt_macs,

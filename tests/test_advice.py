@@ -87,6 +87,8 @@ def test_bottleneck_numbers_are_the_notes_example():
     item = codes("28x28x256|3x3x256x512(p=1)")["bottleneck"][0]
     # the notes: 3x3x256x512 against 1x1x256x32 | 3x3x32x32 | 1x1x32x512 (width 256 / 8 = 32)
     assert "1x1x256x32 | 3x3x32x32 | 1x1x32x512" in item.hint
+    # the width 32 is the notes' 256 / 8, not ResNet's: its bottleneck blocks run 256 -> 64 -> 64 -> 256 (/ 4)
+    assert "the notes' width, min(Cin, Cout) / 8; ResNet's blocks use / 4" in item.hint
     # weights: 3*3*256*512 = 1,179,648 against 256*32 + 9*32*32 + 32*512 = 8,192 + 9,216 + 16,384 = 33,792
     assert (item.numbers["weights"], item.numbers["alt_weights"]) == (1_179_648, 33_792)
     # MACs at 28x28 (p=1 keeps the size): 784 * 1,179,648 = 924,844,032;
