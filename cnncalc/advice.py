@@ -740,13 +740,22 @@ def pool_for_stride(report: NetworkReport, profiles: Sequence[Profile] = ()) -> 
             continue
         room = [name for name in report.costs if alt.costs[name].max_batch_inference >= report.batch
                 and alt.costs[name].max_batch_training[TRAIN_OPTIMIZER] >= report.batch]
+        # the notes' rule: stride where the hardware forces it; say where it does
+        forced = "; ".join(
+            f"on {name} the stride-1 version does not fit at batch {report.batch:,} (at most "
+            f"{alt.costs[name].max_batch_inference:,} for inference, "
+            f"{alt.costs[name].max_batch_training[TRAIN_OPTIMIZER]:,} for training): keep the stride there"
+            for name in report.costs if name not in room)
         if not room:
+            found.append(_make("pool-for-stride", "info",
+                               f"{swap.conv.name} ({swap.conv.label}) skips input positions, and the hardware "
+                               f"forces it: {forced}", swap.conv, profiles=[], alternative=swap.alternative))
             continue
         lines = "; ".join(_cost_line(name, report.costs[name], alt.costs[name], report.batch) for name in room)
         found.append(_make(
             "pool-for-stride", "info",
             f"{swap.conv.name} ({swap.conv.label}) skips input positions; {', '.join(room)} "
-            f"{'has' if len(room) == 1 else 'have'} room for the stride-1 version",
+            f"{'has' if len(room) == 1 else 'have'} room for the stride-1 version" + (f"; {forced}" if forced else ""),
             swap.conv,
             hint=f"if quality matters, {swap.alternative} sees every pixel: MACs {report.totals.macs:,} -> "
                  f"{alt.totals.macs:,}, peak activations {_bytes(report.totals.peak_activation_bytes)} -> "

@@ -183,11 +183,18 @@ def test_pool_for_stride_where_the_device_has_room():
     assert item.numbers["alt_latency_s"]["slow-compute"] == pytest.approx(1_202.176e-6)
 
 
-def test_no_pool_for_stride_without_room():
+def test_pool_for_stride_says_where_the_hardware_forces_the_stride():
     # the stride-1 conv needs 32,768 + 32,768 B of activations + 2,336 B weights = 67,872 B; 50,000 B do not hold it
-    # (the strided one needs 32,768 + 8,192 + 2,336 = 43,296 B and fits)
+    # (the strided one needs 32,768 + 8,192 + 2,336 = 43,296 B and fits): at most 0 for inference; training
+    # keeps 32,768 * 3 + 8,192 = 106,496 B beside 3 * 2,336 = 7,008 B: at most 0 too. The notes' rule (stride
+    # only under a hardware limit) then says to keep it; before, the advice said nothing on such a device
     tight = device("tight", flops=1e9, bandwidth=1e15, usable=50_000)
-    assert "pool-for-stride" not in codes(STRIDED, profiles=(tight,))
+    forced = ("on tight the stride-1 version does not fit at batch 1 (at most 0 for inference, 0 for training): "
+              "keep the stride there")
+    (item,) = codes(STRIDED, profiles=(tight,))["pool-for-stride"]
+    assert item.message.endswith("skips input positions, and the hardware forces it: " + forced)
+    (item,) = codes(STRIDED, profiles=(COMPUTE_BOUND, tight))["pool-for-stride"]
+    assert item.message.endswith("slow-compute has room for the stride-1 version; " + forced)
     assert "pool-for-stride" not in codes(POOLED, profiles=(COMPUTE_BOUND,))
 
 
