@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 #: kernel classes with a cost; "reshape" ops (Flatten, Identity, Dropout at inference) launch no kernel
 KERNEL_CLASSES = ("conv", "conv_winograd", "depthwise", "gemm", "pool", "elementwise", "concat")
 NO_KERNEL = "reshape"
+#: classes a profile may list under `fused`: pointwise epilogues and concatenations written in place
+FUSABLE_CLASSES = ("elementwise", "concat")
 BOUNDS = ("compute", "memory", "overhead", "none")
 #: the optimizer whose step is included in train_step_s (the report's headline training memory uses it too)
 TRAIN_OPTIMIZER = "sgd-momentum"
@@ -357,8 +359,10 @@ def _build(name: str, fields: dict[str, Any], where: str, defaults: dict[str, An
     base = defaults.get("efficiency") or {}
     efficiency = {cls: own.get(cls, float(base.get(cls, 1.0)) * scale) for cls in KERNEL_CLASSES}
     fused = fields.get("fused") or []
-    if not isinstance(fused, list) or any(cls not in KERNEL_CLASSES for cls in fused):
-        raise fail("fused", f"must be a list of kernel classes, got {fused!r}", hint=f"use {', '.join(KERNEL_CLASSES)}")
+    if not isinstance(fused, list) or any(cls not in FUSABLE_CLASSES for cls in fused):
+        # a conv, FC or pool folded away would cost nothing: no runtime runs those inside a neighbour
+        raise fail("fused", f"must be a list of classes a runtime folds into a neighbour, got {fused!r}",
+                   hint=f"use {' and/or '.join(FUSABLE_CLASSES)} (TensorRT fuses both)")
     sources = fields.get("sources") or {}
     if not isinstance(sources, dict):
         raise fail("sources", "must map field names to text")

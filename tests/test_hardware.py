@@ -362,6 +362,8 @@ BAD_FILES = [
     ("profiles:\n  gpu: {extends: [a100]}\n", "'extends' must be one profile name, got ['a100']"),
     ("profiles:\n  gpu: {extends: gpu}\n", "'extends' makes a cycle"),
     ("profiles:\n  gpu: {extends: a100, fused: elementwise}\n", "'fused' must be a list"),
+    # a conv folded into a neighbour would cost nothing: no runtime does that, so a profile may not say it
+    ("profiles:\n  gpu: {extends: a100, fused: [elementwise, conv]}\n", "'fused' must be a list of classes a runtime"),
     # a unit slip gives a range error with the unit, not an absurd device: the Titan X's 6.14 TFLOPS written
     # in FLOP/s (YAML 1.1 reads 6.14e12 as text), its 336.5 GB/s in B/s, its 12 GiB in bytes
     ("profiles:\n  gpu: {peak_tflops: {float32: 6.14e12}, mem_gb_per_s: 336.5, mem_gib: 12}\n",
