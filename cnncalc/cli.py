@@ -23,7 +23,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .errors import CnnCalcError, SpecFileError
+from .errors import CnnCalcError
 from .ir import MAX_BATCH
 
 
@@ -222,19 +222,6 @@ def emit(text: str | None, output: Path | None) -> None:
     say_written(output)
 
 
-def selected_profiles(spec_defaults: list[str], names: list[str] | None, files: list[Path] | None) -> list[Any]:
-    """Profiles from -p, else the spec file's defaults; none when neither names any."""
-    wanted = list(names or []) or spec_defaults
-    from .hardware import get_profiles, load_profiles
-
-    if not wanted:
-        if files:
-            load_profiles(files)  # a wrong --profiles file is an error even when no profile is asked for
-        return []
-
-    return get_profiles(wanted, files or ())
-
-
 # ---- commands ------------------------------------------------------------------
 @app.callback()
 def root() -> None:
@@ -307,12 +294,12 @@ def profiles(
     fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="table or json.")] = "table",
 ) -> None:
     """List the hardware profiles (built-in, per-user config, --profiles files), or show one."""
-    from .hardware import format_table, get_profiles, load_profiles, profile_detail_rows, profile_rows
+    from .hardware import format_table, load_profiles, pick_profiles, profile_detail_rows, profile_rows
     from .render import json_text
 
     check_choice(fmt, ("table", "json"), "--format")
     known = load_profiles(profiles_file or ())
-    chosen = {name: get_profiles([name], profiles_file or ())[0]} if name else known
+    chosen = {name: pick_profiles(name, known)[0]} if name else known
     if fmt == "json":
         emit(json_text({key: p.to_json() for key, p in chosen.items()}), None)
         return
@@ -529,6 +516,26 @@ def spec_text(spec: SpecArg, variant: VariantOpt = None) -> None:
 
 
 # ---- plots, reports, diffs (issue 7) ----------------------------------------------
+def chosen_profiles(files: list[Any], names: list[str] | None, profiles_file: list[Path] | None) -> list[Any]:
+    """Profiles from -p, else the spec files' `profiles:` lists (a wrong name there names its file); none when
+    neither names any. The profiles are loaded once, and only when a profile or a --profiles file is given."""
+    from .hardware import get_profiles, load_profiles, pick_profiles
+
+    if names:
+        return get_profiles(names, profiles_file or ())
+    defaults = list(dict.fromkeys(name for spec_file in files for name in spec_file.profiles))
+    if not defaults and not profiles_file:
+        return []
+    known = load_profiles(profiles_file or ())  # a wrong --profiles file is an error even when no profile is named
+    for spec_file in files:
+        try:
+            pick_profiles(spec_file.profiles, known)
+        except CnnCalcError as error:
+            raise CnnCalcError(f"{spec_file.path or spec_file.name}: `profiles:` {error.message}",
+                               hint=error.hint) from None
+    return pick_profiles(defaults, known)
+
+
 def analyzed(
     spec: list[str],
     profile: list[str] | None,
@@ -547,19 +554,7 @@ def analyzed(
     files = load_files(spec, allow_unsupported)
     if loaded is not None:
         loaded.extend(files)
-    defaults = list(dict.fromkeys(name for spec_file in files for name in spec_file.profiles))
-    if not profile:  # the names come from the spec files' `profiles:` lists: a wrong one names its file
-        from .hardware import get_profiles
-
-        for spec_file in files:
-            try:
-                get_profiles(spec_file.profiles, profiles_file or ())
-            except SpecFileError:
-                raise  # a broken --profiles file names itself
-            except CnnCalcError as error:
-                raise CnnCalcError(f"{spec_file.path or spec_file.name}: `profiles:` {error.message}",
-                                   hint=error.hint) from None
-    profiles = selected_profiles(defaults, profile, profiles_file)
+    profiles = chosen_profiles(files, profile, profiles_file)
     graphs = pick_variants(files, variant)
     return [run_analysis(graph, batch=batch, dtype=dtype, profiles=profiles) for graph in graphs], profiles
 

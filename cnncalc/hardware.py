@@ -149,9 +149,14 @@ def load_profiles(extra_files: Sequence[str | Path] = ()) -> dict[str, Profile]:
 def get_profiles(names: Sequence[str] | str, extra_files: Sequence[str | Path] = ()) -> list[Profile]:
     """The named profiles in order (one name alone is a list of one); an unknown name is an error
     listing the known ones."""
+    return pick_profiles(names, load_profiles(extra_files))
+
+
+def pick_profiles(names: Sequence[str] | str, known: Mapping[str, Profile]) -> list[Profile]:
+    """The named profiles of `known` (as `load_profiles` gives them) in order; an unknown name is an error
+    listing the known ones, with the closest first."""
     if isinstance(names, str):  # iterating "jetson-nano" would look up "j", "e", ...
         names = [names]
-    known = load_profiles(extra_files)
     found = []
     for name in names:
         if name not in known:
