@@ -220,19 +220,15 @@ class Runtime:
         parts = min(batch, threads)  # as parallel_parts
         # work too small for two threads (see PARALLEL_MIN_MACS_PER_PART) runs all its matmuls on this thread
         small = inference and threads < 2
-        limit = self._blas_threads_beside_others() if parts == 1 and not small else None
+        beside_others = self._blas_threads_beside_others() if parts == 1 and not small else None
+        limit = 1 if small else beside_others
         start = time.perf_counter()
         try:
             if parts > 1:
                 output, records, peak = self._run_split(x, parts, record)
-            elif small:
-                with single_threaded_blas():
-                    output, records, peak, tape = self._run_nodes(x, training, record, keep_tape, rng)
-            elif limit is not None:
-                with limited_blas(limit):
-                    output, records, peak, tape = self._run_nodes(x, training, record, keep_tape, rng)
             else:
-                output, records, peak, tape = self._run_nodes(x, training, record, keep_tape, rng)
+                with limited_blas(limit) if limit else contextlib.nullcontext():
+                    output, records, peak, tape = self._run_nodes(x, training, record, keep_tape, rng)
         except MemoryError:
             raise RuntimeInputError(
                 f"ran out of memory running {self.graph.name} at batch {batch}",
@@ -246,7 +242,7 @@ class Runtime:
             output.flags.writeable = False  # the tape holds this array: editing it would corrupt backward()
         elif np.may_share_memory(output, x):
             output = output.copy()  # an identity network's output is its input: the caller's array
-        return RunResult(output, records, peak, total, parts, blas_limited=limit is not None)
+        return RunResult(output, records, peak, total, parts, blas_limited=beside_others is not None)
 
     def parallel_parts(self, batch: int) -> int:
         """Into how many parts an inference batch is split, each run by its own thread with single-threaded BLAS.

@@ -266,11 +266,12 @@ def test_small_work_runs_its_matmuls_on_one_thread(monkeypatch) -> None:
     entered: list[int] = []
 
     @contextlib.contextmanager
-    def counting():
-        entered.append(1)
+    def counting(threads: int):
+        entered.append(threads)
         yield
 
-    monkeypatch.setattr(runtime_module, "single_threaded_blas", counting)
+    monkeypatch.setattr(runtime_module, "limited_blas", counting)
+    monkeypatch.setattr(runtime_module, "cores_busy_elsewhere", lambda: 0)  # an idle machine
     graph = residual_graph()
     runtime = Runtime.from_graph(graph)
     x = np.ones((1, *graph.input_shape), np.float32)
@@ -278,7 +279,7 @@ def test_small_work_runs_its_matmuls_on_one_thread(monkeypatch) -> None:
     macs = analyze(graph, batch=1).totals.macs
     monkeypatch.setattr(runtime_module, "PARALLEL_MIN_MACS_PER_PART", macs + 1)  # one sample: less than a part
     runtime.run(x)
-    assert len(entered) == 1
+    assert entered == [1]  # one thread
     runtime.run(x, training=True)  # training keeps OpenBLAS as it is
     assert len(entered) == 1
     monkeypatch.setattr(runtime_module, "PARALLEL_MIN_MACS_PER_PART", macs // 2)  # worth two threads
