@@ -599,17 +599,11 @@ def folded_layers(report: NetworkReport, profile: Profile) -> set[str]:
     return folded
 
 
-def estimate_layer(layer: LayerReport, profile: Profile, peak_flops_per_s: float, folded: bool | None = None
-                   ) -> LayerCost:
-    """Roofline time of one layer's forward pass, plus the kernel's fixed overhead.
-
-    `folded` says whether a layer of a `fused` class has a kernel to fold into (see `folded_layers`);
-    None takes the class alone.
-    """
+def estimate_layer(layer: LayerReport, profile: Profile, peak_flops_per_s: float, folded: bool = False) -> LayerCost:
+    """Roofline time of one layer's forward pass, plus the kernel's fixed overhead; none for a layer that
+    `folded` into a neighbouring kernel (see `folded_layers`)."""
     cls = layer.cost_class
     moved = layer.input_bytes + layer.activation_bytes + layer.weight_bytes
-    if folded is None:
-        folded = cls in profile.fused
     if cls == NO_KERNEL or folded:
         return LayerCost(layer.name, 0.0, "none", 0.0, layer.flops, 0 if cls == NO_KERNEL else moved,
                          fused=cls != NO_KERNEL)
