@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .ir import DTYPE_BYTES, MAX_BATCH, Graph, Node, show_shape
-from .ops.base import Op, Shape, numel
+from .ops.base import Op, Shape, Window, numel
 
 if TYPE_CHECKING:
     from .analysis import Diagnostic, LayerReport, NetworkReport, ReceptiveField
@@ -122,12 +122,24 @@ def _in_shapes(graph: Graph, node: Node) -> list[Shape]:
     return [graph.shapes[name] for name in node.inputs]
 
 
-def _stride(layer: LayerReport, report: NetworkReport) -> int:
-    """Largest stride of a layer's window (1 for pointwise layers)."""
+def _window(layer: LayerReport, report: NetworkReport) -> Window | None:
+    """A layer's window (kernel, stride, pads) on its input, None for pointwise layers."""
     graph = _graph(report)
     node = graph.nodes[layer.index]
-    window = node.op.window(_in_shapes(graph, node))
+    return node.op.window(_in_shapes(graph, node))
+
+
+def _stride(layer: LayerReport, report: NetworkReport) -> int:
+    """Largest stride of a layer's window (1 for pointwise layers)."""
+    window = _window(layer, report)
     return max(window.stride) if window else 1
+
+
+def _macs_on_positions(layer: LayerReport, positions: int) -> int:
+    """A layer's MACs at `positions` output positions instead of its own H x W: a 1x1's work per position is
+    the same everywhere (pool first, then the 1x1, runs it on the pooled positions only)."""
+    _, height, width = layer.shape
+    return layer.macs // (height * width) * positions
 
 
 def _consumers(graph: Graph) -> dict[str, list[int]]:
@@ -462,8 +474,7 @@ def pool_first(report: NetworkReport) -> list[Advice]:
     for layer in report.layers:
         if not _is_conv(layer) or len(layer.shape) != 3:
             continue
-        node = graph.nodes[layer.index]
-        window = node.op.window(_in_shapes(graph, node))
+        window = _window(layer, report)
         if window is None or window.kernel != (1, 1) or window.stride != (1, 1) or window.pad != (0, 0):
             continue
         between, following = _pass_through_chain(layer, report, users)
@@ -471,8 +482,7 @@ def pool_first(report: NetworkReport) -> list[Advice]:
             continue
         _, height, width = layer.shape
         _, pooled_h, pooled_w = following.shape
-        # a 1x1's MACs are (its MACs per output position) x positions: fewer positions, proportionally fewer MACs
-        alt_macs = layer.macs // (height * width) * (pooled_h * pooled_w)
+        alt_macs = _macs_on_positions(layer, pooled_h * pooled_w)
         saving = layer.macs - alt_macs
         chain = " | ".join([following.label, layer.label, *(step.label for step in between)])
         found.append(_make(
@@ -509,7 +519,7 @@ def strided_convs(report: NetworkReport) -> list[Advice]:
 
         _, height, width = first.shape
         _, pooled_h, pooled_w = MaxPool((s, s), (s, s)).output_shape(_in_shapes(graph, node))
-        alt_macs = first.macs // (height * width) * (pooled_h * pooled_w)  # the same 1x1 on the pooled positions
+        alt_macs = _macs_on_positions(first, pooled_h * pooled_w)
         same = "the same" if alt_macs == first.macs else f"{first.macs:,} ->"
         hint = (f"MP({s}) | {unstrided.describe() if unstrided else first.label} sees every pixel at {same} "
                 f"{alt_macs:,} MACs: the pool does the downsampling, the conv runs on the pooled positions"
@@ -529,9 +539,7 @@ def strided_convs(report: NetworkReport) -> list[Advice]:
 
 def _kernel_below_stride(layer: LayerReport, report: NetworkReport) -> bool:
     """Whether a conv's window is smaller than its stride on some axis: it never reads some input pixels."""
-    graph = _graph(report)
-    node = graph.nodes[layer.index]
-    window = node.op.window(_in_shapes(graph, node))
+    window = _window(layer, report)
     return window is not None and any(k < s for k, s in zip(window.kernel, window.stride, strict=True))
 
 
@@ -784,13 +792,9 @@ def _batch_advice(report: NetworkReport, name: str, cost: NetworkCost) -> Advice
     kept_per_sample = (totals.input_bytes + totals.activation_bytes) / report.batch
     fixed_training = totals.training_bytes[TRAIN_OPTIMIZER] - (totals.input_bytes + totals.activation_bytes)
     infer, train = cost.max_batch_inference, cost.max_batch_training[TRAIN_OPTIMIZER]
-    problems = []
-    if infer < report.batch:
-        problems.append(f"inference at batch {report.batch:,} does not fit"
-                        + (f" (at most {infer:,})" if infer else " even at batch 1" if report.batch > 1 else ""))
-    if train < report.batch:
-        problems.append(f"training at batch {report.batch:,} does not fit"
-                        + (f" (at most {train:,})" if train else " even at batch 1" if report.batch > 1 else ""))
+    problems = [f"{use} at batch {report.batch:,} does not fit"
+                + (f" (at most {largest:,})" if largest else " even at batch 1" if report.batch > 1 else "")
+                for use, largest in (("inference", infer), ("training", train)) if largest < report.batch]
     if totals.weight_bytes >= usable:
         limit = "the weights alone exceed it"
     elif infer == 0:  # "at batch 0 activations fill 0%" said nothing
