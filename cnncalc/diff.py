@@ -13,9 +13,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rich.cells import cell_len
-
-from .render import at_least, human_bytes, human_count, human_ms, json_text, shape_text
+from .render import (
+    at_least,
+    caption_hidden,
+    columns_that_fit,
+    columns_width,
+    human_bytes,
+    human_count,
+    human_ms,
+    json_text,
+    shape_text,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -182,37 +190,21 @@ def render_diff(diff: NetworkDiff, console: Console, changed_only: bool = False)
     statuses = [row.status for row in diff.rows if not (changed_only and row.status == "same")]
     header, rows, total = diff_cells(diff, changed_only)
     everything = list(range(len(header)))
-    if _width(header, rows, total, everything) <= console.width:
+    if columns_width(header, rows, total, everything) <= console.width:
         console.print(_diff_table(title, header, rows, total, statuses, everything))
         return
     header, rows, total = diff_cells(diff, changed_only, stacked=True)
     times = list(range(FIRST_NUMBER + 3, len(header)))
     parts = [(title, everything)]
-    if times and _width(header, rows, total, everything) > console.width:
+    if times and columns_width(header, rows, total, everything) > console.width:
         parts = [(title, everything[:FIRST_NUMBER + 3]), ("per-layer time on each profile", [0, 1, 2, 3, *times])]
     tables = []
     for part_title, keep in parts:
-        shown, hidden = list(keep), []
-        for name in DROPPED_WHEN_NARROW:
-            if _width(header, rows, total, shown) <= console.width:
-                break
-            hidden += [i for i in shown if header[i] == name]
-            shown = [i for i in shown if header[i] != name]
+        shown, hidden = columns_that_fit(header, rows, total, keep, console.width, DROPPED_WHEN_NARROW)
         table = _diff_table(part_title, header, rows, total, statuses, shown)
-        if hidden:
-            table.caption = (f"hidden to fit {console.width} columns: {', '.join(header[i] for i in hidden)} "
-                             "(a wider terminal, or --format markdown/json, shows them)")
-            table.caption_justify = "left"
+        caption_hidden(table, hidden, console.width, "markdown/json")
         tables.append(table)
     console.print(Group(*tables))
-
-
-def _width(header: list[str], rows: list[list[str]], total: list[str], columns: list[int]) -> int:
-    """The width of the table of these columns when no cell wraps: the widest line of each column, one space
-    of padding each side, a rule before every column and after the last."""
-    widest = [max(cell_len(line) for cell in (header[i], total[i], *(row[i] for row in rows))
-                  for line in cell.split("\n")) for i in columns]
-    return sum(widest) + 3 * len(widest) + 1
 
 
 def _diff_table(title: str, header: list[str], rows: list[list[str]], total: list[str], statuses: list[str],

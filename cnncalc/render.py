@@ -415,15 +415,31 @@ def _rich_table(title: str, header: list[str], rows: list[list[str]], numeric_fr
 
 def _table_width(header: list[str], rows: list[list[str]], footer: list[str],
                  markup_columns: frozenset[int] = frozenset()) -> int:
-    """The width `_rich_table` takes when nothing is squeezed: the widest cell of each column, one space of
-    padding on each side, and a rule before every column and after the last. Counted from the cells, which
-    is several times faster than rich's measurement of a 170-layer table."""
-    def width(cell: str, markup: bool) -> int:
-        return Text.from_markup(cell).cell_len if markup else cell_len(cell)
+    """The width `_rich_table` takes when nothing is squeezed: the widest line of each column (a cell may hold
+    several, as diff's stacked values do), one space of padding on each side, and a rule before every column
+    and after the last. Counted from the cells, which is several times faster than rich's measurement of a
+    170-layer table."""
+    def width(cell: str, markup: bool = False) -> int:
+        plain = Text.from_markup(cell).plain if markup else cell
+        return max(cell_len(line) for line in plain.split("\n"))
 
-    widths = [max(cell_len(header[i]), cell_len(footer[i]), *(width(row[i], i in markup_columns) for row in rows))
+    widths = [max(width(header[i]), width(footer[i]), *(width(row[i], i in markup_columns) for row in rows))
               for i in range(len(header))]
     return sum(widths) + 3 * len(widths) + 1
+
+
+def columns_width(header: list[str], rows: list[list[str]], footer: list[str], columns: list[int]) -> int:
+    """`_table_width` of a table of the chosen columns only."""
+    return _table_width([header[i] for i in columns], [[row[i] for i in columns] for row in rows],
+                        [footer[i] for i in columns])
+
+
+def caption_hidden(table: Table, hidden: list[str], width: int, formats: str) -> None:
+    """Say under a table which columns a terminal `width` wide left out, and where to see them."""
+    if hidden:
+        table.caption = (f"hidden to fit {width} columns: {', '.join(hidden)} "
+                         f"(a wider terminal, or --format {formats}, shows them)")
+        table.caption_justify = "left"
 
 
 def _layer_tables(report: NetworkReport, title: str, top: int, console: Console) -> list[Table]:
@@ -446,17 +462,14 @@ def _layer_tables(report: NetworkReport, title: str, top: int, console: Console)
     figures, times = list(range(first_cost)), [0, 1, *range(first_cost, len(header))]
     tables = []
     for table_title, keep in ((title, figures), ("per-layer time on each profile", times)):
-        keep, hidden = _columns_that_fit(header, rows, footer, keep, console.width)
+        keep, hidden = columns_that_fit(header, rows, footer, keep, console.width, DROPPED_WHEN_NARROW)
         shown_footer = list(footer)
         if "name" in hidden and not shown_footer[2]:
             shown_footer[2] = footer[1]  # 'total' under the spec text when the name column is hidden
         table = _rich_table(table_title, pick(header, keep), [pick(row, keep) for row in rows],
                             numeric_from=sum(1 for i in keep if i < 4 and header[i] in ("#", "name", "layer")),
                             footer=pick(shown_footer, keep))
-        if hidden:
-            table.caption = (f"hidden to fit {console.width} columns: {', '.join(hidden)} "
-                             "(a wider terminal, or --format markdown/csv/json, shows them)")
-            table.caption_justify = "left"
+        caption_hidden(table, hidden, console.width, "markdown/csv/json")
         tables.append(table)
     return tables
 
@@ -476,18 +489,14 @@ def _turned_to_fit(header: list[str], rows: list[list[str]], width: int) -> tupl
                                                      for j, name in enumerate(header) if j > 0]
 
 
-def _columns_that_fit(header: list[str], rows: list[list[str]], footer: list[str], keep: list[int],
-                      width: int) -> tuple[list[int], list[str]]:
-    """The columns of `keep` that fit in `width` once DROPPED_WHEN_NARROW are dropped in turn, and the dropped
-    names; where even that does not fit, cells fold rather than lose digits. Numbers folded over three
-    lines at 80 columns ('112 / x11 / 2x6 / 4'), which no one can read."""
-    def fits(columns: list[int]) -> bool:
-        return _table_width([header[i] for i in columns], [[row[i] for i in columns] for row in rows],
-                            [footer[i] for i in columns]) <= width
-
+def columns_that_fit(header: list[str], rows: list[list[str]], footer: list[str], keep: list[int],
+                     width: int, droppable: Sequence[str]) -> tuple[list[int], list[str]]:
+    """The columns of `keep` that fit in `width` once the `droppable` headers are dropped in turn, and the
+    dropped names; where even that does not fit, cells fold rather than lose digits. Numbers folded over
+    three lines at 80 columns ('112 / x11 / 2x6 / 4'), which no one can read."""
     hidden: list[str] = []
-    for name in DROPPED_WHEN_NARROW:
-        if fits(keep):
+    for name in droppable:
+        if columns_width(header, rows, footer, keep) <= width:
             break
         dropped = [i for i in keep if header[i] == name]
         if dropped:
