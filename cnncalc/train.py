@@ -688,7 +688,7 @@ def check_batch_statistics(graph: Graph, batch: int, samples: int) -> None:
     x - mean is 0, and training turns the network to noise (a loss of 3.6 went to 661 in one epoch)."""
     sizes = {min(batch, samples)} | ({samples % batch} if samples % batch else set())
     for node in graph.nodes:
-        if node.op.op_type != "BatchNormalization":
+        if not node.op.batch_statistics:
             continue
         per_sample = numel(graph.shapes[node.inputs[0]][1:])  # values per channel in one sample: H * W
         if per_sample == 1 and 1 in sizes:

@@ -307,7 +307,7 @@ class _Importer:
                                 hint="the file is damaged or its dimensions are absurd")
         specs = op.weights(in_shapes)
         file_weights = [value for value in weight_inputs if value in self.consts]
-        arrays = self._weight_arrays(name, specs, file_weights, broadcast_bias=op.op_type == "Gemm")
+        arrays = self._weight_arrays(name, op.op_type, specs, file_weights)
         block = name.rsplit("/", 2)[0] if name.count("/") >= 2 else ""
         self.nodes.append(Node(name, op, tuple(inputs), label=op.describe(), block=block))
         self.shapes[name] = out_shape
@@ -315,10 +315,9 @@ class _Importer:
         if self.read_weights:
             self.weights[name] = arrays
 
-    def _weight_arrays(self, name: str, specs: list[WeightSpec], inputs: list[str],
-                       broadcast_bias: bool = False) -> list[np.ndarray]:
+    def _weight_arrays(self, name: str, op_type: str, specs: list[WeightSpec], inputs: list[str]) -> list[np.ndarray]:
         """The file's initializers matched to the op's WeightSpecs; constant operands come from the op.
-        With `broadcast_bias` (Gemm's C broadcasts to the output) a single value is every feature's bias."""
+        A weight that broadcasts (Gemm's C) may be a single value, every feature's."""
         np_dtype = helper.tensor_dtype_to_np_dtype(ELEM_TYPES[self.dtype])
         arrays = []
         for position, spec in enumerate(specs):
@@ -330,12 +329,12 @@ class _Importer:
                 raise OnnxFileError(f"{self.label}: layer {name} lacks its weight {spec.name!r}",
                                     hint="the file is damaged or uses a layout cnncalc does not know")
             const = self.consts[inputs[position]]
-            if broadcast_bias and spec.name == "B" and numel(const.shape) == 1 and numel(spec.shape) > 1:
+            if spec.broadcast and numel(const.shape) == 1 and numel(spec.shape) > 1:
                 if self.read_weights:
                     arrays.append(np.full(spec.shape, self._value(inputs[position]).reshape(-1)[0], dtype=np_dtype))
                 continue
-            if broadcast_bias and spec.name == "B" and len(const.shape) == 2 and const.shape[0] != 1:
-                raise UnsupportedOpError(f"Gemm bias of shape {list(const.shape)} varies over the batch, "
+            if spec.broadcast and len(const.shape) == 2 and const.shape[0] != 1:
+                raise UnsupportedOpError(f"{op_type} bias of shape {list(const.shape)} varies over the batch, "
                                          "not only over the features", hint="cnncalc reads a bias per output feature")
             if numel(const.shape) != numel(spec.shape):
                 raise OnnxFileError(f"{self.label}: layer {name} weight {spec.name!r} has shape {list(const.shape)}, "

@@ -43,6 +43,7 @@ class WeightSpec:
     shape: Shape
     trainable: bool = True
     init: str = "zeros"  # "he" (Kaiming normal, fan_in = prod(shape[1:])), "zeros", "ones", "const:<value>"
+    broadcast: bool = False  # an ONNX file may give one value for all of it (Gemm's C broadcasts to the output)
 
     @property
     def constant(self) -> float | None:
@@ -230,6 +231,7 @@ class Op:
     n_inputs: ClassVar[int] = 1  # activation inputs (weights come after them); 0 = any number >= 2
     cost_class: ClassVar[str] = "elementwise"  # what kind of kernel real libraries run for it
     spec_join: ClassVar[str] = ""  # the spec keyword whose branches this op joins: "res" (Add), "cat" (Concat)
+    batch_statistics: ClassVar[bool] = False  # training normalizes with each channel's mean and variance over the batch
     examples: ClassVar[tuple[Example, ...]] = ()  # filled after the class, for the contract tests
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -26,6 +26,7 @@ class BatchNormalization(_Pointwise):
     momentum: float = 0.9
 
     spec_names = ("BN", "BatchNorm", "BatchNormalization")
+    batch_statistics = True
     flops_per_element = 2
 
     @classmethod

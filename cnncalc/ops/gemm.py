@@ -84,7 +84,7 @@ class Gemm(Op):
         # comes from ONNX files, whose weights are read from the file
         specs = [WeightSpec("W", w_shape, init="he")]
         if self.bias:
-            specs.append(WeightSpec("B", (self.out_features,)))
+            specs.append(WeightSpec("B", (self.out_features,), broadcast=True))
         return specs
 
     def macs(self, in_shapes: list[Shape], out_shape: Shape) -> int:
