@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .analysis import LayerReport, NetworkReport, ReceptiveField
+from .ops.base import pair_text
 from .spec import standalone_text
 
 SCHEMA = "cnncalc.analysis/1"
@@ -81,12 +82,7 @@ def shape_text(hwc: Sequence[int]) -> str:
 
 def _field_text(rf: ReceptiveField) -> str:
     """A receptive field as 'size/stride', each 'HxW' when the axes differ (a 1x7 kernel's field is '1x7/1')."""
-    return f"{_pair_text(rf.size)}/{_pair_text(rf.jump)}"
-
-
-def _pair_text(pair: Sequence[int]) -> str:
-    """[h, w] as one number when equal, else 'hxw'."""
-    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
+    return f"{pair_text(rf.size)}/{pair_text(rf.jump)}"
 
 
 # ---- bars and the heaviest layers (terminal table, --top) ----------------------
@@ -385,7 +381,7 @@ def _comparison_cells(reports: Sequence[NetworkReport]) -> tuple[list[str], list
         row = [report.name, *([f"{report.batch} / {report.dtype}"] if mixed else []), shape_text(report.output),
                f"{mark}{totals.params:,}", mark + human_count(totals.macs),
                human_bytes(totals.peak_activation_bytes), human_bytes(totals.training_bytes["sgd-momentum"]),
-               _pair_text(totals.receptive_field.size)]
+               pair_text(totals.receptive_field.size)]
         for name in profiles:
             if name not in report.costs:
                 row.append("-")
