@@ -751,13 +751,8 @@ def single_network(model: str, variant: list[str] | None) -> Any:
 def onnx_network(path: str, variant: list[str] | None) -> tuple[Any, Any]:
     """An .onnx model's graph and its own weights; a --variant that is not its name is refused, as `analyze`
     refuses it (run, train and verify used to ignore it and go on with the file's network)."""
-    from types import SimpleNamespace
-
-    from .onnx_io import load_model
-
-    imported = load_model(path)
-    pick_variants([SimpleNamespace(networks=[imported.graph])], variant)
-    return imported.graph, imported.weights
+    ((graph, weights),) = networks_with_weights([path], variant)
+    return graph, weights
 
 
 def one_network(model: str, variant: list[str] | None, seed: int) -> tuple[Any, Any]:
@@ -770,9 +765,9 @@ def one_network(model: str, variant: list[str] | None, seed: int) -> tuple[Any, 
     return graph, init_weights(graph, seed)
 
 
-def networks_to_verify(specs: list[str], variant: list[str] | None) -> list[tuple[Any, Any]]:
-    """(graph, weights) of every network named: an .onnx model with its own weights (a trained file is checked
-    as it is, also beside other files), a spec's with None (He weights from --seed)."""
+def networks_with_weights(specs: list[str], variant: list[str] | None) -> list[tuple[Any, Any]]:
+    """(graph, weights) of every network named (or its --variant ones): an .onnx model with its own weights
+    (a trained file is checked as it is, also beside other files), a spec's with None (He weights from --seed)."""
     from types import SimpleNamespace
 
     from .onnx_io import load_model
@@ -968,7 +963,7 @@ def verify(
     check_choice(fmt, ("table", "json"), "--format")
     check_finite(grad_seconds, "--grad-seconds")
     reports = []
-    for graph, weights in networks_to_verify(spec, variant):  # weights: an .onnx file's own, or None
+    for graph, weights in networks_with_weights(spec, variant):  # weights: an .onnx file's own, or None
         if fmt == "table":
             out.print(escape(graph.name), style="bold", highlight=False)
 
