@@ -142,6 +142,8 @@ def _check_ascii(src: _Source) -> None:
     inside options or sizes gets this message too, not a puzzling one about what surrounds it.
     """
     text = src.text
+    if text.isascii():  # the usual case, checked in C rather than a character at a time
+        return
     for i, ch in enumerate(text):
         if ch.isascii() or ch.isspace():
             continue
