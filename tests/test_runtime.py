@@ -260,17 +260,23 @@ def test_cli_run_says_how_the_batch_was_split(monkeypatch) -> None:
     assert data["peak_live_bytes"] == data["predicted_peak_bytes"]
 
 
-def test_small_work_runs_its_matmuls_on_one_thread(monkeypatch) -> None:
+def record_blas_limits(monkeypatch) -> list[int]:
+    """The thread limit of every run that set one (runtime.limited_blas), in order; BLAS itself is left alone."""
     import contextlib
 
-    entered: list[int] = []
+    limits: list[int] = []
 
     @contextlib.contextmanager
-    def counting(threads: int):
-        entered.append(threads)
+    def recording(threads: int):
+        limits.append(threads)
         yield
 
-    monkeypatch.setattr(runtime_module, "limited_blas", counting)
+    monkeypatch.setattr(runtime_module, "limited_blas", recording)
+    return limits
+
+
+def test_small_work_runs_its_matmuls_on_one_thread(monkeypatch) -> None:
+    entered = record_blas_limits(monkeypatch)
     monkeypatch.setattr(runtime_module, "cores_busy_elsewhere", lambda: 0)  # an idle machine
     graph = residual_graph()
     runtime = Runtime.from_graph(graph)
@@ -288,16 +294,7 @@ def test_small_work_runs_its_matmuls_on_one_thread(monkeypatch) -> None:
 
 
 def test_batch_1_takes_fewer_blas_threads_while_other_programs_use_the_cores(monkeypatch) -> None:
-    import contextlib
-
-    limits: list[int] = []
-
-    @contextlib.contextmanager
-    def recording(threads: int):
-        limits.append(threads)
-        yield
-
-    monkeypatch.setattr(runtime_module, "limited_blas", recording)
+    limits = record_blas_limits(monkeypatch)
     graph = residual_graph()
     runtime = Runtime.from_graph(graph)
     x = np.ones((1, *graph.input_shape), np.float32)
